@@ -1,0 +1,24 @@
+# ghanet-pipeline: whole-slide images to per-patient risk scores (see README.md).
+import sys
+
+sys.path.insert(0, workflow.basedir)  # the package beside this file validates the config
+
+from ghanet_pipeline.config import validate_config
+
+
+configfile: "config.yaml"
+
+
+config.update(validate_config(config))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/tile.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

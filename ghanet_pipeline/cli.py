@@ -1,0 +1,137 @@
+"""`ghanet`: one subcommand per stage. Each reads its config section as JSON (`--params`, what the
+Snakemake rules pass) or from a config file (`--config`), validates it with the schema, and runs
+the stage's function. Errors a user can fix print as one line and exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from . import __version__
+from .config import load_config, validate_config
+from .errors import GhanetError
+
+log = logging.getLogger("ghanet")
+
+
+def _section(args, name: str) -> dict:
+    """The validated config section `name` from --params JSON or --config FILE (defaults filled)."""
+    if args.params is not None:
+        try:
+            raw = json.loads(args.params)
+        except json.JSONDecodeError as exc:
+            raise GhanetError(f"--params is not valid JSON ({exc})") from None
+        return validate_config({name: raw}, what="--params")[name]
+    return (load_config(args.config) if args.config else validate_config({}))[name]
+
+
+def _cohort(args) -> dict:
+    return (load_config(args.config) if getattr(args, "config", None) else validate_config({}))["cohort"]
+
+
+def _add_stage_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--params", help="the stage's config section as JSON (what the workflow passes)")
+    g.add_argument("--config", help="a config.yaml to take the stage's section from")
+
+
+def _add_slide_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slide", required=True, help="path to the whole-slide image")
+    p.add_argument("--slide-id", required=True, help="the slide's id (names its outputs)")
+    p.add_argument("--mpp", type=float, default=None, help="level-0 microns per pixel (overrides the file)")
+    p.add_argument("--default-mpp", type=float, default=None,
+                   help="mpp for a file without metadata (cohort.default_mpp)")
+
+
+def cmd_demo_cohort(args) -> None:
+    from . import demo
+
+    sheet = demo.write_cohort(args.out, args.patients, args.seed, width=args.width,
+                              height=args.height, mpp=args.mpp)
+    log.info("demo cohort: %d slides of %d patients in %s", len(sheet), args.patients, args.out)
+
+
+def cmd_segment(args) -> None:
+    from . import segment
+
+    stats = segment.run(args.slide, args.slide_id, _section(args, "segment"), geojson=args.geojson,
+                        qc_png=args.qc, stats_json=args.stats, sheet_mpp=args.mpp,
+                        default_mpp=args.default_mpp)
+    log.info("segment %s: %d piece(s), %d hole(s), %.3f mm2 tissue", args.slide_id,
+             stats["n_pieces"], stats["n_holes"], stats["tissue_area_mm2"])
+
+
+def cmd_tile(args) -> None:
+    from . import tile
+
+    res = tile.run(args.slide, args.slide_id, _section(args, "tile"), contours=args.contours,
+                   coords_h5=args.coords, qc_png=args.qc, sheet_mpp=args.mpp,
+                   default_mpp=args.default_mpp)
+    log.info("tile %s: %d tiles of %d level-0 px read at level %d", args.slide_id, res["n_tiles"],
+             res["patch_size_level0"], res["patch_level"])
+
+
+def cmd_check_config(args) -> None:
+    cfg = load_config(args.config_file)
+    if cfg["cohort"]["slide_sheet"]:
+        from .sheet import read_slide_sheet
+
+        read_slide_sheet(cfg["cohort"]["slide_sheet"])
+    print(f"{args.config_file}: valid")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ghanet", description="ghanet-pipeline: whole-slide images to per-patient risk scores. "
+        "One subcommand per workflow stage.")
+    parser.add_argument("--version", action="version", version=f"ghanet-pipeline {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    p = sub.add_parser("demo-cohort", help="write the synthetic demo cohort (slides, clinical, signatures)")
+    p.add_argument("out")
+    p.add_argument("--patients", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=4096, help="level-0 width in pixels")
+    p.add_argument("--height", type=int, default=3072, help="level-0 height in pixels")
+    p.add_argument("--mpp", type=float, default=0.5, help="level-0 microns per pixel")
+    p.set_defaults(func=cmd_demo_cohort)
+
+    p = sub.add_parser("segment", help="tissue contours (GeoJSON), QC PNG and stats of one slide")
+    _add_slide_args(p)
+    _add_stage_args(p)
+    p.add_argument("--geojson", required=True)
+    p.add_argument("--qc", required=True)
+    p.add_argument("--stats", required=True)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("tile", help="tile coordinates (HDF5) and grid QC PNG of one slide")
+    _add_slide_args(p)
+    _add_stage_args(p)
+    p.add_argument("--contours", required=True, help="GeoJSON written by `ghanet segment`")
+    p.add_argument("--coords", required=True)
+    p.add_argument("--qc", required=True)
+    p.set_defaults(func=cmd_tile)
+
+    p = sub.add_parser("check-config", help="validate a config.yaml (and its slide sheet)")
+    p.add_argument("config_file", nargs="?", default="config.yaml")
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except GhanetError as exc:
+        print(f"ghanet {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

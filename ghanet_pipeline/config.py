@@ -1,0 +1,86 @@
+"""Load and validate config.yaml and slide sheets against the schemas in workflow/schemas/.
+
+The schema files are the single source of truth: the Snakefile and the CLI both call
+`validate_config`, which fills defaults and turns the first schema violation into one line that
+names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError, GhanetError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
+
+
+@functools.cache
+def load_schema(name: str) -> dict:
+    path = SCHEMA_DIR / f"{name}.schema.yaml"
+    if not path.is_file():
+        raise GhanetError(
+            f"schema {path} not found: install ghanet-pipeline from its repository "
+            "(pip install -e .) so the workflow/ folder sits beside the package"
+        )
+    return yaml.safe_load(path.read_text())
+
+
+def _fill_defaults(schema: dict, instance: dict) -> None:
+    """Insert schema defaults for missing keys, recursing into object-valued properties."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(sub, instance[key])
+
+
+def _one_line(error: jsonschema.ValidationError, what: str) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "top level"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return (
+            f"{what}: unknown key(s) {', '.join(map(repr, extra))} at {where}; "
+            f"allowed keys: {', '.join(allowed)} (check the spelling)"
+        )
+    if error.validator == "required":
+        return f"{what}: {where}: {error.message}"
+    return f"{what}: {where}: {error.message} (see the description of '{where}' in workflow/schemas/)"
+
+
+def validate_config(config: dict | None, what: str = "config") -> dict:
+    """Return a validated copy of `config` with every default filled in."""
+    schema = load_schema("config")
+    filled = copy.deepcopy(config or {})
+    if not isinstance(filled, dict):
+        raise ConfigError(f"{what}: expected a mapping of sections, got {type(filled).__name__}")
+    _fill_defaults(schema, filled)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(_one_line(errors[0], what))
+    return filled
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass an existing config.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    return validate_config(raw, what=str(path))
+
+
+def validate_slide_row(row: dict, where: str) -> None:
+    validator = jsonschema.Draft202012Validator(load_schema("slides"))
+    errors = list(validator.iter_errors(row))
+    if errors:
+        raise ConfigError(_one_line(errors[0], where))

@@ -1,0 +1,308 @@
+"""A synthetic cohort that exercises the whole pipeline on a laptop CPU.
+
+Each patient has a latent mix z of three tissue programs (tumour, immune, stroma). z sets
+  * the area of each texture on the patient's slides,
+  * the expression of a few genes in some of the six gene families (the rest are noise),
+  * the hazard (tumour raises it, immune infiltration lowers it).
+So a slide-only model can learn risk, and a model that reconstructs genomics from the slide has
+something real to reconstruct. Slides are pyramidal tiled JPEG TIFFs with microns-per-pixel
+metadata, drawn to look like H&E: white glass, several tissue pieces (one small), lumina (holes),
+a pen mark and dust.
+
+`plan()` gives the slide list without drawing anything, so the workflow knows its jobs before the
+cohort exists. Everything is a function of (patients, seed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import tifffile
+
+from .io import atomic_path
+
+PROGRAMS = ("tumour", "immune", "stroma")
+FAMILIES = (
+    "Tumor Suppressor Genes",
+    "Oncogenes",
+    "Protein Kinases",
+    "Cell Differentiation Markers",
+    "Transcription Factors",
+    "Cytokines and Growth Factors",
+)
+GENES_PER_FAMILY = 12
+# (family index, program index, loading): which genes carry the planted signal
+PLANTED = ((0, 1, 1.0), (1, 0, 1.2), (3, 2, 1.0), (5, 1, 0.9))
+# per program: nucleus count per mm^2, radius (um) range, elongation, H&E colours (RGB)
+NUCLEI = {
+    "tumour": dict(density=15000, radius=(3.5, 6.5), elong=1.4, colour=(105, 60, 150)),
+    "immune": dict(density=12000, radius=(2.2, 3.2), elong=1.05, colour=(62, 32, 105)),
+    "stroma": dict(density=1500, radius=(1.5, 2.2), elong=3.5, colour=(120, 75, 160)),
+}
+CYTOPLASM = {"tumour": (218, 150, 200), "immune": (226, 166, 206), "stroma": (240, 178, 204)}
+BACKGROUND = (243, 242, 246)
+
+
+@dataclass(frozen=True)
+class DemoSlide:
+    slide_id: str
+    case_id: str
+
+
+def plan(patients: int, seed: int) -> list[DemoSlide]:
+    rng = np.random.default_rng([seed, 1])
+    slides = []
+    for i in range(patients):
+        case = f"DEMO-{i:03d}"
+        # about a third of the patients get two slides, as in TCGA
+        for j in range(2 if rng.random() < 0.35 else 1):
+            slides.append(DemoSlide(f"{case}-S{j + 1}", case))
+    return slides
+
+
+def _latents(patients: int, seed: int) -> np.ndarray:
+    return np.random.default_rng([seed, 2]).dirichlet((1.0, 1.0, 1.0), size=patients)
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def clinical_table(patients: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """MCAT-format clinical-genomic table (one row per slide) and the signatures table."""
+    rng = np.random.default_rng([seed, 3])
+    z = _latents(patients, seed)
+    # hazard: tumour up, immune down; exponential survival in months, uniform censoring
+    log_hazard = 1.6 * z[:, 0] - 1.6 * z[:, 1] + rng.normal(0, 0.3, patients)
+    event_time = rng.exponential(30.0 * np.exp(-log_hazard))
+    censor_time = rng.uniform(6, 90, patients)
+    months = np.minimum(event_time, censor_time)
+    censorship = (censor_time < event_time).astype(int)  # 1 = censored (MCAT convention)
+
+    genes = {f: [f"{_abbrev(f)}{k + 1:02d}" for k in range(GENES_PER_FAMILY)] for f in FAMILIES}
+    patient_cols: dict[str, np.ndarray] = {}
+    for fi, family in enumerate(FAMILIES):
+        for gi, gene in enumerate(genes[family]):
+            expr = rng.normal(0, 1, patients)
+            for pf, prog, loading in PLANTED:
+                if pf == fi and gi < 4:  # the first four genes of a planted family carry z
+                    expr = expr + loading * 3.0 * (z[:, prog] - 1 / 3) / 0.24
+            patient_cols[f"{gene}_rnaseq"] = np.round(expr, 4)
+    for fi, family in enumerate(FAMILIES):
+        for gene in genes[family][:3]:
+            cnv = rng.choice([-1, 0, 0, 0, 1], patients).astype(float)
+            if fi == 1:  # oncogene amplification follows the tumour program
+                cnv = cnv + (z[:, 0] > 0.5)
+            patient_cols[f"{gene}_cnv"] = cnv
+
+    rows = []
+    for s in plan(patients, seed):
+        i = int(s.case_id.split("-")[1])
+        row = {
+            "case_id": s.case_id,
+            "slide_id": s.slide_id,
+            "site": "DM",
+            "is_female": int(rng.random() < 0.3),
+            "oncotree_code": "BLCA",
+            "age": int(rng.integers(45, 85)),
+            "survival_months": round(float(months[i]), 2),
+            "censorship": int(censorship[i]),
+            "train": 1,
+        }
+        row.update({k: v[i] for k, v in patient_cols.items()})
+        rows.append(row)
+    clinical = pd.DataFrame(rows)
+    longest = max(len(v) for v in genes.values())
+    signatures = pd.DataFrame(
+        {f: genes[f] + [""] * (longest - len(genes[f])) for f in FAMILIES}
+    )
+    return clinical, signatures
+
+
+def _abbrev(family: str) -> str:
+    return "".join(w[0] for w in family.split()).upper()
+
+
+# ---------------------------------------------------------------------------- slides
+
+
+def _smooth_noise(rng, shape, scale_px: float) -> np.ndarray:
+    """Zero-mean unit-variance noise with features about `scale_px` pixels wide."""
+    small = (max(2, int(shape[0] / scale_px) + 2), max(2, int(shape[1] / scale_px) + 2))
+    field = cv2.resize(rng.normal(0, 1, small).astype(np.float32), (shape[1], shape[0]),
+                       interpolation=cv2.INTER_CUBIC)
+    return (field - field.mean()) / (field.std() + 1e-6)
+
+
+def _blob(rng, shape, centre, radii, angle, wobble) -> np.ndarray:
+    """Filled irregular ellipse on a map of `shape`."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    c, s = math.cos(angle), math.sin(angle)
+    dx, dy = xx - centre[0], yy - centre[1]
+    u, v = (c * dx + s * dy) / radii[0], (-s * dx + c * dy) / radii[1]
+    theta = np.arctan2(v, u)
+    # radius modulated by a few random harmonics: lobed, natural-looking outlines
+    r = np.ones_like(theta)
+    for k in (2, 3, 5):
+        r += wobble / k * rng.uniform(-1, 1) * np.cos(k * theta + rng.uniform(0, 2 * math.pi))
+    return (u * u + v * v) < r * r
+
+
+def _layout(rng, map_shape, map_um: float, z: np.ndarray):
+    """Low-resolution maps: tissue (bool), holes, program id, plus pen stroke and dust (map px)."""
+    h, w = map_shape
+    tissue = np.zeros(map_shape, bool)
+    holes = np.zeros(map_shape, bool)
+    n_large = int(rng.integers(2, 4))
+    centres = []
+    for k in range(n_large):
+        cx = (k + 0.5) / n_large * w + rng.uniform(-0.08, 0.08) * w
+        cy = rng.uniform(0.35, 0.65) * h
+        radii = (rng.uniform(0.12, 0.18) * w / n_large * 2.2, rng.uniform(0.18, 0.25) * h)
+        tissue |= _blob(rng, map_shape, (cx, cy), radii, rng.uniform(0, math.pi), 0.35)
+        centres.append((cx, cy, radii))
+        # lumina: holes of 60-160 um diameter inside the piece
+        for _ in range(int(rng.integers(1, 4))):
+            d_um = rng.uniform(70, 170)
+            hx = cx + rng.uniform(-0.4, 0.4) * radii[0]
+            hy = cy + rng.uniform(-0.4, 0.4) * radii[1]
+            rr = d_um / 2 / map_um
+            holes |= _blob(rng, map_shape, (hx, hy), (rr * 1.3, rr), rng.uniform(0, math.pi), 0.15)
+    # one small piece (~0.03-0.06 mm^2): CLAM's default area filter drops pieces like it
+    d_um = rng.uniform(180, 260)
+    pen_top = rng.random() < 0.5
+    sx, sy = rng.uniform(0.05, 0.95) * w, (0.9 if pen_top else 0.1) * h
+    tissue |= _blob(rng, map_shape, (sx, sy), (d_um / 2 / map_um,) * 2, 0.0, 0.2)
+    holes &= tissue
+    # program map: each texture's share of the tissue area follows z
+    fields = np.stack([_smooth_noise(rng, map_shape, 300 / map_um) for _ in PROGRAMS])
+    program = np.argmax(fields + 2.0 * np.log(z + 1e-3)[:, None, None], axis=0).astype(np.uint8)
+    # pen: a thick curve near an edge of the glass, crossing background
+    t = np.linspace(0, 1, 40)
+    y0 = rng.uniform(0.06, 0.12) * h if pen_top else rng.uniform(0.88, 0.94) * h
+    pen_pts = np.stack([0.1 * w + 0.6 * w * t, y0 + 0.04 * h * np.sin(6 * t + rng.uniform(0, 6))], 1)
+    pen_colour = [(35, 70, 170), (30, 120, 60), (30, 30, 35)][int(rng.integers(0, 3))]
+    # dust: small dark specks of 8-30 um anywhere on the glass
+    dust = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(4, 15) / map_um) for _ in range(25)]
+    return tissue, holes, program, (pen_pts, pen_colour), dust
+
+
+def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarray, seed: int,
+                 jpeg_quality: int = 88) -> None:
+    """Draw one H&E-like slide and write it as a pyramidal tiled TIFF (atomically)."""
+    rng = np.random.default_rng(seed)
+    map_um = 4.0  # layout resolution; edges are smoothed when upsampled
+    m = max(1, int(round(map_um / mpp)))
+    map_um = m * mpp
+    map_shape = (math.ceil(height / m), math.ceil(width / m))
+    tissue, holes, program, (pen_pts, pen_colour), dust = _layout(rng, map_shape, map_um, z)
+
+    # soft (blurred) maps give smooth outlines once upsampled, instead of map-pixel staircases
+    soft_tissue = cv2.GaussianBlur((tissue & ~holes).astype(np.float32), (0, 0), 1.0)
+    soft_prog = [cv2.GaussianBlur((program == k).astype(np.float32), (0, 0), 1.5)
+                 for k in range(len(PROGRAMS))]
+    image = np.empty((height, width, 3), np.uint8)
+    grain = rng.normal(0, 5, (512, 512, 1)).astype(np.float32)
+    strip = 1024
+    for y0 in range(0, height, strip):
+        y1 = min(height, y0 + strip)
+        my0, my1 = y0 // m, min(map_shape[0], math.ceil(y1 / m) + 1)
+        sub_h = y1 - y0
+
+        def up(a):
+            big = cv2.resize(a[my0:my1], (map_shape[1] * m, (my1 - my0) * m),
+                             interpolation=cv2.INTER_LINEAR)
+            return big[y0 - my0 * m: y0 - my0 * m + sub_h, :width]
+
+        t_frac = up(soft_tissue)
+        weights = [up(w_k) for w_k in soft_prog]
+        prog = np.argmax(np.stack(weights), axis=0).astype(np.uint8)
+        cyto = sum(w_k[..., None] * np.asarray(CYTOPLASM[name], np.float32)
+                   for w_k, name in zip(weights, PROGRAMS))
+        # fibre texture: stretched noise, strongest in stroma
+        fib = cv2.resize(rng.normal(0, 1, (max(2, sub_h // 24), max(2, width // 4))).astype(np.float32),
+                         (width, sub_h), interpolation=cv2.INTER_LINEAR)[..., None]
+        cyto += fib * np.where(prog == 2, 9.0, 4.0)[..., None]
+        alpha = np.clip((t_frac - 0.3) / 0.4, 0, 1)[..., None]
+        block = alpha * cyto + (1 - alpha) * np.asarray(BACKGROUND, np.float32)
+        block = np.clip(block, 0, 255).astype(np.uint8)
+
+        # nuclei: Poisson per program over the strip, kept where that program's tissue is
+        area_mm2 = sub_h * width * (mpp / 1000) ** 2
+        for k, name in enumerate(PROGRAMS):
+            spec = NUCLEI[name]
+            n = rng.poisson(spec["density"] * area_mm2 * float(np.mean(prog == k)) * 1.3 + 1)
+            xs = rng.uniform(0, width, n)
+            ys = rng.uniform(0, sub_h, n)
+            xi, yi = xs.astype(int), ys.astype(int)
+            keep = (prog[yi, xi] == k) & (t_frac[yi, xi] > 0.6)
+            radii = rng.uniform(*spec["radius"], n) / mpp
+            angles = rng.uniform(0, 180, n)
+            shade = rng.uniform(0.8, 1.15, n)
+            base = np.asarray(spec["colour"], np.float32)
+            for x, y, r, a, sh in zip(xs[keep], ys[keep], radii[keep], angles[keep], shade[keep]):
+                colour = tuple(int(c) for c in np.clip(base * sh, 0, 255))
+                axes = (max(1, int(r * spec["elong"] ** 0.5)), max(1, int(r / spec["elong"] ** 0.5)))
+                cv2.ellipse(block, (int(x), int(y)), axes, float(a), 0, 360, colour, -1, cv2.LINE_AA)
+
+        # pen ink and dust, drawn in level-0 pixels with this strip's offset
+        ink = np.zeros((sub_h, width), np.uint8)
+        pts = np.round((pen_pts * m - [0, y0]) * 16).astype(np.int32)
+        cv2.polylines(ink, [pts], False, 255, max(2, int(120 / mpp)), cv2.LINE_AA, shift=4)
+        a_ink = (ink.astype(np.float32) / 255 * 0.85)[..., None]
+        block = (block * (1 - a_ink) + np.asarray(pen_colour, np.float32) * a_ink).astype(np.uint8)
+        for dx, dy, dr in dust:
+            cv2.circle(block, (int(dx * m), int(dy * m - y0)), max(1, int(dr * m)), (70, 68, 66), -1,
+                       cv2.LINE_AA)
+
+        gy = np.arange(y0, y1) % 512
+        noise = grain[gy][:, np.arange(width) % 512]
+        image[y0:y1] = np.clip(block.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+    write_pyramid(path, image, mpp, jpeg_quality)
+
+
+def write_pyramid(path: Path, image: np.ndarray, mpp: float, jpeg_quality: int = 88) -> None:
+    """Tiled JPEG TIFF, 4x downsampled levels down to ~512 px (at least 3 levels), mpp in the tags."""
+    levels = [image]
+    while min(levels[-1].shape[:2]) > 512 * 4 or len(levels) < 3:
+        prev = levels[-1]
+        levels.append(cv2.resize(prev, (max(1, prev.shape[1] // 4), max(1, prev.shape[0] // 4)),
+                                 interpolation=cv2.INTER_AREA))
+    with atomic_path(path) as tmp:
+        with tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31) as tw:
+            for i, lvl in enumerate(levels):
+                lvl_mpp = mpp * image.shape[1] / lvl.shape[1]
+                px_per_cm = 1e4 / lvl_mpp
+                tw.write(
+                    lvl, tile=(256, 256), photometric="rgb", compression="jpeg",
+                    compressionargs={"level": jpeg_quality}, subfiletype=1 if i else 0,
+                    resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
+                    metadata=None, maxworkers=2,
+                )
+
+
+def write_cohort(out: Path, patients: int, seed: int, *, width: int = 4096, height: int = 3072,
+                 mpp: float = 0.5) -> pd.DataFrame:
+    """Write slides/, slides.csv, clinical.csv and signatures.csv under `out`; return the sheet."""
+    out = Path(out)
+    (out / "slides").mkdir(parents=True, exist_ok=True)
+    z = _latents(patients, seed)
+    sheet = []
+    for n, s in enumerate(plan(patients, seed)):
+        i = int(s.case_id.split("-")[1])
+        path = out / "slides" / f"{s.slide_id}.tiff"
+        render_slide(path, width=width, height=height, mpp=mpp, z=z[i], seed=seed * 100_003 + n)
+        sheet.append({"slide_id": s.slide_id, "case_id": s.case_id, "path": str(path)})
+    clinical, signatures = clinical_table(patients, seed)
+    sheet_df = pd.DataFrame(sheet)
+    for name, df in (("clinical.csv", clinical), ("signatures.csv", signatures),
+                     ("slides.csv", sheet_df)):
+        with atomic_path(out / name) as tmp:
+            df.to_csv(tmp, index=False)
+    return sheet_df

@@ -1,0 +1,74 @@
+"""The files stages hand to each other: tissue contours (GeoJSON) and tile coordinates (HDF5).
+
+Stages talk only through these files; this module is their one reader and writer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+from .errors import GhanetError
+from .io import atomic_path
+
+COORDS_ATTRS = ("patch_size", "patch_level", "downsample", "target_mpp", "level0_mpp",
+                "patch_size_level0", "read_size", "level_dim", "slide_id", "name")
+
+
+def write_contours(path, features: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+def read_contours(path) -> list[list[np.ndarray]]:
+    """Polygons as lists of rings (outer first, then holes), level-0 float coordinates."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        polys = []
+        for feat in doc["features"]:
+            geom = feat["geometry"]
+            rings_list = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
+            for rings in rings_list:
+                polys.append([np.asarray(r, np.float64).reshape(-1, 2) for r in rings])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise GhanetError(f"contours {path} unreadable ({exc}); rerun the segment stage") from None
+    return polys
+
+
+def write_png(path, rgb: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise GhanetError(f"could not encode PNG for {path}")
+    Path(path).write_bytes(buf.tobytes())
+
+
+def write_coords(path, coords: np.ndarray, attrs: dict) -> None:
+    """CLAM-compatible coords file: dataset `coords` (N x 2, level-0 top-left) with attributes."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            ds = f.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
+            for k, v in attrs.items():
+                ds.attrs[k] = v
+
+
+def read_coords(path) -> tuple[np.ndarray, dict]:
+    try:
+        with h5py.File(path, "r") as f:
+            ds = f["coords"]
+            return ds[:], {k: _plain(v) for k, v in ds.attrs.items()}
+    except (OSError, KeyError) as exc:
+        raise GhanetError(f"coords file {path} unreadable ({exc}); rerun the tile stage") from None
+
+
+def _plain(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

@@ -1,0 +1,152 @@
+"""Stage `segment`: tissue contours of one slide.
+
+Works on an image at `seg_mpp` (the pyramid level is chosen by physical size, then resized).
+Tissue = saturated pixels (Otsu on HSV saturation, as CLAM), minus pen ink (blue/green hues that
+H&E never has, and near-black marker), smoothed, traced with holes, and filtered by physical area:
+pieces under `min_tissue_area_mm2` are dust, holes under `min_hole_area_mm2` are filled.
+
+Outputs: a QuPath-readable GeoJSON FeatureCollection (level-0 pixel coordinates), a QC PNG and
+stats JSON.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from . import formats, wsi
+from .io import atomic_path, write_json
+
+# OpenCV hue is 0-180. Eosin/haematoxylin sit at 125-180 and 0-15 (pink to purple); marker
+# ink is green (35-90) or blue (90-125). Purple nuclei blurred at ~8 um/px stay above 125.
+PEN_HUE_RANGE = (35, 124)
+PEN_MIN_SATURATION = 60
+BLACK_INK_MAX_VALUE = 70
+BLACK_INK_MAX_SATURATION = 90  # dense haematoxylin is dark too, but strongly saturated
+SATURATION_FLOOR = 20  # Otsu on a blank slide splits noise; glass never exceeds this
+
+
+def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
+    """Segment an RGB image at `seg_mpp`. Returns pixel-space contours and masks."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    k = _odd(params["smoothing_um"] / seg_mpp)
+    sat_blur = cv2.medianBlur(sat, k) if k > 1 else sat
+
+    if params["saturation_threshold"] is None:
+        otsu, _ = cv2.threshold(sat_blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        threshold = max(float(otsu), SATURATION_FLOOR)
+    else:
+        threshold = float(params["saturation_threshold"])
+    tissue = sat_blur > threshold
+
+    pen = np.zeros_like(tissue)
+    if params["remove_pen"]:
+        coloured = (hue >= PEN_HUE_RANGE[0]) & (hue <= PEN_HUE_RANGE[1]) & (sat >= PEN_MIN_SATURATION)
+        black = (val <= BLACK_INK_MAX_VALUE) & (sat <= BLACK_INK_MAX_SATURATION)
+        pen = coloured | black
+        # ink edges blend into the glass or tissue: widen the mask a little
+        pen = cv2.dilate(pen.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        # isolated dark pixels are dust or nuclei, not ink; ink strokes are wide
+        pen = _drop_small(pen, (60 / seg_mpp) ** 2)
+        tissue &= ~pen
+
+    mask = tissue.astype(np.uint8)
+    if k > 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+        mask &= (~pen).astype(np.uint8)
+
+    px_area_mm2 = (seg_mpp / 1000.0) ** 2
+    min_piece_px = params["min_tissue_area_mm2"] / px_area_mm2
+    min_hole_px = params["min_hole_area_mm2"] / px_area_mm2
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    pieces, dropped = [], 0
+    if hierarchy is not None:
+        hier = hierarchy[0]
+        for i, c in enumerate(contours):
+            if hier[i][3] != -1:
+                continue  # a hole; handled with its parent
+            holes = []
+            child = hier[i][2]
+            while child != -1:
+                if cv2.contourArea(contours[child]) >= min_hole_px:
+                    holes.append(contours[child])
+                child = hier[child][0]
+            area = cv2.contourArea(c) - sum(cv2.contourArea(h) for h in holes)
+            if area < min_piece_px:
+                dropped += 1
+                continue
+            pieces.append((c, holes, area))
+    return {"pieces": pieces, "threshold": threshold, "pen_px": int(pen.sum()),
+            "dropped_pieces": dropped}
+
+
+def _odd(x: float) -> int:
+    k = int(round(x))
+    return k + 1 if k % 2 == 0 else k
+
+
+def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_px
+    return keep[labels]
+
+
+def _ring(contour: np.ndarray, scale: float) -> list[list[float]]:
+    # pixel i covers [i, i+1) at seg resolution: its centre maps to (i + 0.5) * scale in level 0
+    pts = (contour.reshape(-1, 2).astype(np.float64) + 0.5) * scale
+    ring = [[round(float(x), 1), round(float(y), 1)] for x, y in pts]
+    if len(ring) < 3:
+        ring = ring + ring[: 3 - len(ring)]
+    return ring + [ring[0]]
+
+
+def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: str, stats_json: str,
+        sheet_mpp: float | None = None, default_mpp: float | None = None) -> dict:
+    slide = wsi.open_slide(slide_path, slide_id)
+    mpp0 = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp)
+    seg_mpp = params["seg_mpp"]
+    level = wsi.level_for_mpp(slide, mpp0, seg_mpp, 0.0)
+    level_mpp = mpp0 * slide.level_downsamples[level]
+    rgb = wsi.read_level_rgb(slide, level, slide_id, slide_path)
+    w0, h0 = slide.dimensions
+    if level_mpp < seg_mpp:
+        size = (max(1, round(w0 * mpp0 / seg_mpp)), max(1, round(h0 * mpp0 / seg_mpp)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    eff_mpp = mpp0 * w0 / rgb.shape[1]  # effective after rounding
+    result = segment_image(rgb, eff_mpp, params)
+    scale = eff_mpp / mpp0
+
+    features = []
+    for c, holes, _ in result["pieces"]:
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [_ring(c, scale)] + [_ring(h, scale) for h in holes]},
+            "properties": {"objectType": "annotation", "classification": {"name": "Tissue"}},
+        })
+    px_area_mm2 = (eff_mpp / 1000.0) ** 2
+    stats = {
+        "slide_id": slide_id,
+        "n_pieces": len(result["pieces"]),
+        "n_holes": sum(len(h) for _, h, _ in result["pieces"]),
+        "tissue_area_mm2": round(sum(a for *_, a in result["pieces"]) * px_area_mm2, 6),
+        "pen_area_mm2": round(result["pen_px"] * px_area_mm2, 6),
+        "dropped_pieces": result["dropped_pieces"],
+        "saturation_threshold": result["threshold"],
+        "level0_mpp": mpp0,
+        "seg_level": level,
+        "seg_mpp": eff_mpp,
+        "level0_size": [w0, h0],
+    }
+
+    qc = rgb.copy()
+    for c, holes, _ in result["pieces"]:
+        cv2.drawContours(qc, [c], -1, (0, 160, 0), max(1, qc.shape[1] // 400))
+        cv2.drawContours(qc, holes, -1, (0, 0, 255), max(1, qc.shape[1] // 600))
+    formats.write_contours(geojson, features)
+    with atomic_path(qc_png) as tmp:
+        formats.write_png(tmp, qc)
+    write_json(stats_json, stats)
+    return stats

@@ -1,0 +1,63 @@
+# Helpers every rule file uses: the slide list, per-slide inputs, and params from config sections.
+import json
+from pathlib import Path
+
+from ghanet_pipeline import demo
+from ghanet_pipeline.sheet import read_slide_sheet
+
+RESULTS = config["results_dir"]
+DEMO_DIR = f"{RESULTS}/demo"
+USE_DEMO = not config["cohort"]["slide_sheet"]
+
+
+def _slides():
+    """slide_id -> {path, mpp}; known before any job runs (the demo's plan needs no drawing)."""
+    if USE_DEMO:
+        d = config["demo"]
+        return {
+            s.slide_id: {"path": f"{DEMO_DIR}/slides/{s.slide_id}.tiff", "mpp": None, "case_id": s.case_id}
+            for s in demo.plan(d["patients"], d["seed"])
+        }
+    sheet = read_slide_sheet(config["cohort"]["slide_sheet"])
+    return {
+        sid: {"path": row["path"], "case_id": row["case_id"],
+              "mpp": None if row["mpp"] != row["mpp"] else float(row["mpp"])}
+        for sid, row in sheet.iterrows()
+    }
+
+
+SLIDES = _slides()
+
+
+wildcard_constraints:
+    slide="|".join(map(lambda s: s.replace(".", r"\."), SLIDES)) or "NO_SLIDES",
+
+
+def slide_path(wildcards):
+    return SLIDES[wildcards.slide]["path"]
+
+
+def section_json(name):
+    """A config section as one JSON string: passed through params, so editing it reruns the stage."""
+    return json.dumps(config[name], sort_keys=True)
+
+
+def mpp_args(wildcards):
+    """--mpp / --default-mpp for slides whose resolution comes from the sheet or the config."""
+    args = []
+    if SLIDES[wildcards.slide]["mpp"] is not None:
+        args += ["--mpp", str(SLIDES[wildcards.slide]["mpp"])]
+    if config["cohort"]["default_mpp"] is not None:
+        args += ["--default-mpp", str(config["cohort"]["default_mpp"])]
+    return " ".join(args)
+
+
+def all_targets():
+    targets = []
+    for sid in SLIDES:
+        targets += [
+            f"{RESULTS}/segment/{sid}.geojson",
+            f"{RESULTS}/segment/{sid}.qc.png",
+            f"{RESULTS}/tile/{sid}.h5",
+        ]
+    return targets

@@ -1,0 +1,22 @@
+# Tissue segmentation, one job per slide (logic: ghanet_pipeline/segment.py).
+
+
+rule segment:
+    input:
+        slide=slide_path,
+    output:
+        geojson=f"{RESULTS}/segment/{{slide}}.geojson",
+        qc=f"{RESULTS}/segment/{{slide}}.qc.png",
+        stats=f"{RESULTS}/segment/{{slide}}.stats.json",
+    params:
+        section=section_json("segment"),
+        mpp=mpp_args,
+    log:
+        f"{RESULTS}/logs/segment/{{slide}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/segment/{{slide}}.tsv"
+    threads: 1
+    shell:
+        "ghanet segment --slide {input.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
+        " --params {params.section:q} --geojson {output.geojson:q} --qc {output.qc:q}"
+        " --stats {output.stats:q} 2> {log:q}"

@@ -1,0 +1,22 @@
+# Physical tiling of the tissue, one job per slide (logic: ghanet_pipeline/tile.py).
+
+
+rule tile:
+    input:
+        slide=slide_path,
+        contours=f"{RESULTS}/segment/{{slide}}.geojson",
+    output:
+        coords=f"{RESULTS}/tile/{{slide}}.h5",
+        qc=f"{RESULTS}/tile/{{slide}}.qc.png",
+    params:
+        section=section_json("tile"),
+        mpp=mpp_args,
+    log:
+        f"{RESULTS}/logs/tile/{{slide}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tile/{{slide}}.tsv"
+    threads: 1
+    shell:
+        "ghanet tile --slide {input.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
+        " --contours {input.contours:q} --params {params.section:q} --coords {output.coords:q}"
+        " --qc {output.qc:q} 2> {log:q}"
