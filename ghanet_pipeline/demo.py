@@ -168,7 +168,8 @@ def _layout(rng, map_shape, map_um: float, z: np.ndarray):
         centres.append((cx, cy, radii))
         # lumina: holes of 60-160 um diameter inside the piece
         for _ in range(int(rng.integers(1, 4))):
-            d_um = rng.uniform(70, 170)
+            # a lumen never eats most of its piece
+            d_um = min(rng.uniform(70, 170), 0.6 * min(radii) * map_um)
             hx = cx + rng.uniform(-0.4, 0.4) * radii[0]
             hy = cy + rng.uniform(-0.4, 0.4) * radii[1]
             rr = d_um / 2 / map_um
@@ -192,16 +193,29 @@ def _layout(rng, map_shape, map_um: float, z: np.ndarray):
     return tissue, holes, program, (pen_pts, pen_colour), dust
 
 
+def slide_layout(seed: int, width: int, height: int, mpp: float, z: np.ndarray):
+    """The random layout of one slide (also the segmentation ground truth, see `truth_masks`)."""
+    rng = np.random.default_rng(seed)
+    m = max(1, int(round(4.0 / mpp)))  # layout map: ~4 um per map pixel
+    map_shape = (math.ceil(height / m), math.ceil(width / m))
+    return rng, m, _layout(rng, map_shape, m * mpp, z)
+
+
+def truth_masks(layout, m: int, mpp: float) -> dict:
+    """Ground truth on the layout map: tissue (holes excluded), holes, pen ink."""
+    tissue, holes, _, (pen_pts, _), _ = layout
+    pen = np.zeros(tissue.shape, np.uint8)
+    pts = np.round(pen_pts * 16).astype(np.int32)
+    cv2.polylines(pen, [pts], False, 1, max(1, int(120 / mpp / m)), cv2.LINE_8, shift=4)
+    return {"tissue": tissue & ~holes, "holes": holes, "pen": pen.astype(bool), "m": m}
+
+
 def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarray, seed: int,
                  jpeg_quality: int = 88) -> None:
     """Draw one H&E-like slide and write it as a pyramidal tiled TIFF (atomically)."""
-    rng = np.random.default_rng(seed)
-    map_um = 4.0  # layout resolution; edges are smoothed when upsampled
-    m = max(1, int(round(map_um / mpp)))
-    map_um = m * mpp
-    map_shape = (math.ceil(height / m), math.ceil(width / m))
-    tissue, holes, program, (pen_pts, pen_colour), dust = _layout(rng, map_shape, map_um, z)
-
+    rng, m, layout = slide_layout(seed, width, height, mpp, z)
+    tissue, holes, program, (pen_pts, pen_colour), dust = layout
+    map_shape = tissue.shape
     # soft (blurred) maps give smooth outlines once upsampled, instead of map-pixel staircases
     soft_tissue = cv2.GaussianBlur((tissue & ~holes).astype(np.float32), (0, 0), 1.0)
     soft_prog = [cv2.GaussianBlur((program == k).astype(np.float32), (0, 0), 1.5)
@@ -267,8 +281,9 @@ def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarr
     write_pyramid(path, image, mpp, jpeg_quality)
 
 
-def write_pyramid(path: Path, image: np.ndarray, mpp: float, jpeg_quality: int = 88) -> None:
-    """Tiled JPEG TIFF, 4x downsampled levels down to ~512 px (at least 3 levels), mpp in the tags."""
+def write_pyramid(path: Path, image: np.ndarray, mpp: float | None, jpeg_quality: int = 88) -> None:
+    """Tiled JPEG TIFF, 4x downsampled levels down to ~512 px (at least 3 levels), mpp in the
+    resolution tags (None writes none, like an export that lost its metadata)."""
     levels = [image]
     while min(levels[-1].shape[:2]) > 512 * 4 or len(levels) < 3:
         prev = levels[-1]
@@ -277,14 +292,19 @@ def write_pyramid(path: Path, image: np.ndarray, mpp: float, jpeg_quality: int =
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31) as tw:
             for i, lvl in enumerate(levels):
-                lvl_mpp = mpp * image.shape[1] / lvl.shape[1]
-                px_per_cm = 1e4 / lvl_mpp
+                res = {}
+                if mpp is not None:
+                    px_per_cm = 1e4 / (mpp * image.shape[1] / lvl.shape[1])
+                    res = dict(resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER")
                 tw.write(
                     lvl, tile=(256, 256), photometric="rgb", compression="jpeg",
                     compressionargs={"level": jpeg_quality}, subfiletype=1 if i else 0,
-                    resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
-                    metadata=None, maxworkers=2,
+                    metadata=None, maxworkers=2, **res,
                 )
+
+
+def slide_seed(cohort_seed: int, slide_index: int) -> int:
+    return cohort_seed * 100_003 + slide_index
 
 
 def write_cohort(out: Path, patients: int, seed: int, *, width: int = 4096, height: int = 3072,
@@ -297,7 +317,7 @@ def write_cohort(out: Path, patients: int, seed: int, *, width: int = 4096, heig
     for n, s in enumerate(plan(patients, seed)):
         i = int(s.case_id.split("-")[1])
         path = out / "slides" / f"{s.slide_id}.tiff"
-        render_slide(path, width=width, height=height, mpp=mpp, z=z[i], seed=seed * 100_003 + n)
+        render_slide(path, width=width, height=height, mpp=mpp, z=z[i], seed=slide_seed(seed, n))
         sheet.append({"slide_id": s.slide_id, "case_id": s.case_id, "path": str(path)})
     clinical, signatures = clinical_table(patients, seed)
     sheet_df = pd.DataFrame(sheet)

@@ -23,6 +23,7 @@ PEN_HUE_RANGE = (35, 124)
 PEN_MIN_SATURATION = 60
 BLACK_INK_MAX_VALUE = 70
 BLACK_INK_MAX_SATURATION = 90  # dense haematoxylin is dark too, but strongly saturated
+TRACE_UPSAMPLE = 4
 SATURATION_FLOOR = 20  # Otsu on a blank slide splits noise; glass never exceeds this
 
 
@@ -33,14 +34,7 @@ def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
     k = _odd(params["smoothing_um"] / seg_mpp)
     sat_blur = cv2.medianBlur(sat, k) if k > 1 else sat
 
-    if params["saturation_threshold"] is None:
-        otsu, _ = cv2.threshold(sat_blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        threshold = max(float(otsu), SATURATION_FLOOR)
-    else:
-        threshold = float(params["saturation_threshold"])
-    tissue = sat_blur > threshold
-
-    pen = np.zeros_like(tissue)
+    pen = np.zeros(sat.shape, bool)
     if params["remove_pen"]:
         coloured = (hue >= PEN_HUE_RANGE[0]) & (hue <= PEN_HUE_RANGE[1]) & (sat >= PEN_MIN_SATURATION)
         black = (val <= BLACK_INK_MAX_VALUE) & (sat <= BLACK_INK_MAX_SATURATION)
@@ -49,7 +43,15 @@ def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
         pen = cv2.dilate(pen.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         # isolated dark pixels are dust or nuclei, not ink; ink strokes are wide
         pen = _drop_small(pen, (60 / seg_mpp) ** 2)
-        tissue &= ~pen
+
+    if params["saturation_threshold"] is None:
+        # Otsu without the ink: strongly saturated ink would otherwise pull the split above tissue
+        values = sat_blur[~pen]
+        otsu = _otsu(values) if values.size else 255.0
+        threshold = max(otsu, SATURATION_FLOOR)
+    else:
+        threshold = float(params["saturation_threshold"])
+    tissue = (sat_blur > threshold) & ~pen
 
     mask = tissue.astype(np.uint8)
     if k > 1:
@@ -58,8 +60,11 @@ def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
         mask &= (~pen).astype(np.uint8)
 
     px_area_mm2 = (seg_mpp / 1000.0) ** 2
-    min_piece_px = params["min_tissue_area_mm2"] / px_area_mm2
-    min_hole_px = params["min_hole_area_mm2"] / px_area_mm2
+    min_piece_px = params["min_tissue_area_mm2"] / px_area_mm2 * TRACE_UPSAMPLE**2
+    min_hole_px = params["min_hole_area_mm2"] / px_area_mm2 * TRACE_UPSAMPLE**2
+    # trace on a 4x nearest-upsampled mask: contours run through boundary-pixel centres, which
+    # would shrink every piece by half a pixel at the segmentation resolution
+    mask = cv2.resize(mask, None, fx=TRACE_UPSAMPLE, fy=TRACE_UPSAMPLE, interpolation=cv2.INTER_NEAREST)
     contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     pieces, dropped = [], 0
     if hierarchy is not None:
@@ -77,9 +82,20 @@ def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
             if area < min_piece_px:
                 dropped += 1
                 continue
-            pieces.append((c, holes, area))
+            pieces.append((c, holes, area / TRACE_UPSAMPLE**2))
     return {"pieces": pieces, "threshold": threshold, "pen_px": int(pen.sum()),
             "dropped_pieces": dropped}
+
+
+def _otsu(values: np.ndarray) -> float:
+    hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
+    p = hist / hist.sum()
+    omega = np.cumsum(p)
+    mu = np.cumsum(p * np.arange(256))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * omega - mu) ** 2 / (omega * (1 - omega))
+    # a constant image has no split (all NaN): 0, and the saturation floor decides
+    return float(np.argmax(np.nan_to_num(between, nan=0.0)))
 
 
 def _odd(x: float) -> int:
@@ -94,9 +110,10 @@ def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
     return keep[labels]
 
 
-def _ring(contour: np.ndarray, scale: float) -> list[list[float]]:
-    # pixel i covers [i, i+1) at seg resolution: its centre maps to (i + 0.5) * scale in level 0
-    pts = (contour.reshape(-1, 2).astype(np.float64) + 0.5) * scale
+def _ring(contour: np.ndarray, scale: np.ndarray, size0) -> list[list[float]]:
+    # traced pixel i (upsampled) covers [i, i+1): its centre is (i + 0.5) / TRACE_UPSAMPLE seg px
+    pts = (contour.reshape(-1, 2).astype(np.float64) + 0.5) / TRACE_UPSAMPLE * scale
+    pts = np.clip(pts, 0, size0)
     ring = [[round(float(x), 1), round(float(y), 1)] for x, y in pts]
     if len(ring) < 3:
         ring = ring + ring[: 3 - len(ring)]
@@ -117,13 +134,15 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     eff_mpp = mpp0 * w0 / rgb.shape[1]  # effective after rounding
     result = segment_image(rgb, eff_mpp, params)
-    scale = eff_mpp / mpp0
+    # per-axis level-0 pixels per segmentation pixel (rounding makes them differ slightly)
+    scale = np.array([w0 / rgb.shape[1], h0 / rgb.shape[0]])
 
     features = []
     for c, holes, _ in result["pieces"]:
         features.append({
             "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [_ring(c, scale)] + [_ring(h, scale) for h in holes]},
+            "geometry": {"type": "Polygon", "coordinates": [_ring(c, scale, (w0, h0))]
+                         + [_ring(h, scale, (w0, h0)) for h in holes]},
             "properties": {"objectType": "annotation", "classification": {"name": "Tissue"}},
         })
     px_area_mm2 = (eff_mpp / 1000.0) ** 2
@@ -143,8 +162,9 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
 
     qc = rgb.copy()
     for c, holes, _ in result["pieces"]:
-        cv2.drawContours(qc, [c], -1, (0, 160, 0), max(1, qc.shape[1] // 400))
-        cv2.drawContours(qc, holes, -1, (0, 0, 255), max(1, qc.shape[1] // 600))
+        cv2.drawContours(qc, [c // TRACE_UPSAMPLE], -1, (0, 160, 0), max(1, qc.shape[1] // 400))
+        cv2.drawContours(qc, [h // TRACE_UPSAMPLE for h in holes], -1, (0, 0, 255),
+                         max(1, qc.shape[1] // 600))
     formats.write_contours(geojson, features)
     with atomic_path(qc_png) as tmp:
         formats.write_png(tmp, qc)

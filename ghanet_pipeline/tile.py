@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from skimage import draw
 
 from . import formats, wsi
 from .errors import GhanetError
@@ -25,14 +26,19 @@ def tile_grid(polygons, level0_size, patch_size_level0: int, min_coverage: float
         return np.zeros((0, 2), np.int64), np.zeros(0)
     k = SAMPLES_PER_TILE
     scale = k / patch_size_level0
-    mask = np.zeros((ny * k, nx * k), np.uint8)
-    for rings in polygons:
-        # outer ring fills, holes clear; subpixel precision through cv2's shift
-        outer = np.round(rings[0] * scale * 16).astype(np.int32)
-        cv2.fillPoly(mask, [outer], 1, lineType=cv2.LINE_8, shift=4)
-        if len(rings) > 1:
-            holes = [np.round(r * scale * 16).astype(np.int32) for r in rings[1:]]
-            cv2.fillPoly(mask, holes, 0, lineType=cv2.LINE_8, shift=4)
+    mask = np.zeros((ny * k, nx * k), bool)
+
+    def fill(ring, value):
+        # sample i covers [i, i+1) and counts when its centre is inside the ring: shifting by half
+        # a sample puts centres on integers, which skimage tests exactly (cv2 rounds edges outwards)
+        uv = ring * scale - 0.5
+        rr, cc = draw.polygon(uv[:, 1], uv[:, 0], mask.shape)
+        mask[rr, cc] = value
+
+    for rings in polygons:  # outer ring fills, holes clear
+        fill(rings[0], True)
+        for hole in rings[1:]:
+            fill(hole, False)
     coverage = mask.reshape(ny, k, nx, k).mean(axis=(1, 3))
     iy, ix = np.nonzero(coverage >= max(min_coverage, 1e-9))
     coords = np.stack([ix, iy], axis=1).astype(np.int64) * patch_size_level0

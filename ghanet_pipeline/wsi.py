@@ -23,6 +23,11 @@ def open_slide(path: str | Path, slide_id: str) -> openslide.OpenSlide:
     try:
         return openslide.OpenSlide(str(path))
     except openslide.OpenSlideUnsupportedFormatError:
+        if _looks_like_tiff(path):
+            raise SlideError(
+                f"slide {slide_id}: {path} is a TIFF that OpenSlide cannot read; the file is "
+                "corrupt or truncated, copy it again from its source"
+            ) from None
         raise SlideError(
             f"slide {slide_id}: {path} is not a whole-slide image OpenSlide can read; "
             "point the sheet at the slide file (.svs, .tiff, .ndpi, .mrxs, ...)"
@@ -32,6 +37,12 @@ def open_slide(path: str | Path, slide_id: str) -> openslide.OpenSlide:
             f"slide {slide_id}: {path} cannot be opened ({exc}); the file is corrupt or truncated, "
             "copy it again from its source"
         ) from None
+
+
+def _looks_like_tiff(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    return magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # TIFF and BigTIFF
 
 
 def read_error(slide_id: str, path, exc: Exception, where: str = "") -> SlideError:

@@ -37,6 +37,13 @@ def slide_path(wildcards):
     return SLIDES[wildcards.slide]["path"]
 
 
+def slide_input(wildcards):
+    """The slide as an input when it exists (or the demo will make it). A missing file is not an
+    input, so the DAG still builds and only that slide's job fails, with a message naming it."""
+    path = SLIDES[wildcards.slide]["path"]
+    return [path] if USE_DEMO or Path(path).exists() else []
+
+
 def section_json(name):
     """A config section as one JSON string: passed through params, so editing it reruns the stage."""
     return json.dumps(config[name], sort_keys=True)

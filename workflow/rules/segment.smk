@@ -3,12 +3,13 @@
 
 rule segment:
     input:
-        slide=slide_path,
+        slide=slide_input,
     output:
         geojson=f"{RESULTS}/segment/{{slide}}.geojson",
         qc=f"{RESULTS}/segment/{{slide}}.qc.png",
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
     params:
+        slide=slide_path,
         section=section_json("segment"),
         mpp=mpp_args,
     log:
@@ -17,6 +18,6 @@ rule segment:
         f"{RESULTS}/benchmarks/segment/{{slide}}.tsv"
     threads: 1
     shell:
-        "ghanet segment --slide {input.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
+        "ghanet segment --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
         " --params {params.section:q} --geojson {output.geojson:q} --qc {output.qc:q}"
         " --stats {output.stats:q} 2> {log:q}"

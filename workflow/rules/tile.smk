@@ -3,12 +3,13 @@
 
 rule tile:
     input:
-        slide=slide_path,
+        slide=slide_input,
         contours=f"{RESULTS}/segment/{{slide}}.geojson",
     output:
         coords=f"{RESULTS}/tile/{{slide}}.h5",
         qc=f"{RESULTS}/tile/{{slide}}.qc.png",
     params:
+        slide=slide_path,
         section=section_json("tile"),
         mpp=mpp_args,
     log:
@@ -17,6 +18,6 @@ rule tile:
         f"{RESULTS}/benchmarks/tile/{{slide}}.tsv"
     threads: 1
     shell:
-        "ghanet tile --slide {input.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
+        "ghanet tile --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
         " --contours {input.contours:q} --params {params.section:q} --coords {output.coords:q}"
         " --qc {output.qc:q} 2> {log:q}"

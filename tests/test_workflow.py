@@ -1,0 +1,69 @@
+"""The real Snakemake workflow on tiny cohorts: dry run, a full run, and --keep-going past a bad slide."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import CMU_SLIDE, snakemake
+
+TINY_DEMO = {"demo": {"patients": 4, "seed": 1, "width_px": 2048, "height_px": 1536}}
+
+
+def _config(tmp_path, extra):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(extra))
+    return path
+
+
+def test_dry_run_lists_every_stage(tmp_path):
+    proc = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
+    assert proc.returncode == 0, proc.stderr
+    for rule in ("demo_cohort", "segment", "tile"):
+        assert rule in proc.stdout
+
+
+def test_config_typo_stops_the_workflow_with_one_line(tmp_path):
+    proc = snakemake(tmp_path, "-n", configfile=_config(tmp_path, {"tilling": {"patch_size": 128}}))
+    assert proc.returncode != 0
+    assert "unknown key(s) 'tilling'" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    proc = snakemake(tmp_path, configfile=_config(tmp_path, TINY_DEMO))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sheet = pd.read_csv(tmp_path / "results/demo/slides.csv")
+    assert len(sheet) >= 4
+    for sid in sheet.slide_id:
+        stats = json.loads((tmp_path / f"results/segment/{sid}.stats.json").read_text())
+        assert stats["n_pieces"] >= 2
+        assert (tmp_path / f"results/segment/{sid}.qc.png").stat().st_size > 0
+        assert (tmp_path / f"results/tile/{sid}.h5").stat().st_size > 0
+        assert (tmp_path / f"results/benchmarks/tile/{sid}.tsv").exists()
+        assert (tmp_path / f"results/logs/segment/{sid}.log").exists()
+    # nothing left to do afterwards
+    again = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_keep_going_past_a_bad_slide(tmp_path):
+    bad = tmp_path / "broken.svs"
+    bad.write_text("not a slide")
+    sheet = tmp_path / "slides.csv"
+    pd.DataFrame({
+        "slide_id": ["good", "broken", "missing"],
+        "case_id": ["p1", "p2", "p3"],
+        "path": [str(CMU_SLIDE), str(bad), str(tmp_path / "gone.svs")],
+    }).to_csv(sheet, index=False)
+    cfg = _config(tmp_path, {"cohort": {"slide_sheet": str(sheet)}})
+    proc = snakemake(tmp_path, "--keep-going", configfile=cfg)
+    assert proc.returncode != 0
+    assert (tmp_path / "results/tile/good.h5").exists()
+    assert not (tmp_path / "results/segment/broken.geojson").exists()
+    log = (tmp_path / "results/logs/segment/broken.log").read_text()
+    assert "slide broken" in log and "not a whole-slide image" in log
+    log = (tmp_path / "results/logs/segment/missing.log").read_text()
+    assert "slide missing" in log and "file not found" in log
