@@ -198,7 +198,7 @@ def slide_layout(seed: int, width: int, height: int, mpp: float, z: np.ndarray):
     rng = np.random.default_rng(seed)
     m = max(1, int(round(4.0 / mpp)))  # layout map: ~4 um per map pixel
     map_shape = (math.ceil(height / m), math.ceil(width / m))
-    return rng, m, _layout(rng, map_shape, m * mpp, z)
+    return rng, m, _layout(rng, map_shape, m * mpp, np.asarray(z, float))
 
 
 def truth_masks(layout, m: int, mpp: float) -> dict:

@@ -72,3 +72,57 @@ def _plain(v):
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
+def write_features(path, features: np.ndarray, coords: np.ndarray, coords_attrs: dict,
+                   file_attrs: dict) -> None:
+    """One HDF5 per slide and encoder: `features` (N x D float32) and `coords` (N x 2), CLAM layout."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("features", data=np.asarray(features, np.float32))
+            ds = f.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
+            for k, v in coords_attrs.items():
+                ds.attrs[k] = v
+            for k, v in file_attrs.items():
+                f.attrs[k] = v
+
+
+def write_features_pt(path, features: np.ndarray) -> None:
+    """The `pt_files/<slide>.pt` tensor (N x D) that the official MCAT/G-HANet loaders read."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(torch.from_numpy(np.asarray(features, np.float32)), tmp)
+
+
+def read_features(path) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """Features (N x D float32), coords (or None) and attributes from any of the layouts users
+    bring: ours, CLAM's or TRIDENT's HDF5 (`features` possibly 1 x N x D), or an MCAT `.pt` tensor."""
+    path = Path(path)
+    if not path.exists():
+        raise GhanetError(f"feature file {path} not found; run the extract stage or fix features_dir")
+    if path.suffix == ".pt":
+        import torch
+
+        try:
+            t = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise GhanetError(f"feature file {path} unreadable ({exc}); re-extract it") from None
+        feats = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
+        coords, attrs = None, {}
+    else:
+        try:
+            with h5py.File(path, "r") as f:
+                feats = f["features"][:]
+                coords = f["coords"][:] if "coords" in f else None
+                attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        except (OSError, KeyError) as exc:
+            raise GhanetError(f"feature file {path} unreadable or without a `features` dataset "
+                              f"({exc}); re-extract it") from None
+    if feats.ndim == 3 and feats.shape[0] == 1:  # TRIDENT/CLAM batch dimension
+        feats = feats[0]
+    if coords is not None and coords.ndim == 3 and coords.shape[0] == 1:
+        coords = coords[0]
+    if feats.ndim != 2:
+        raise GhanetError(f"feature file {path}: features have shape {feats.shape}, expected N x D")
+    return feats.astype(np.float32, copy=False), coords, attrs

@@ -77,6 +77,10 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
 
     thumb_level = slide.get_best_level_for_downsample(max(slide.dimensions) / 1024)
     thumb = wsi.read_level_rgb(slide, thumb_level, slide_id, slide_path)
+    if max(thumb.shape[:2]) > 1024:
+        r = 1024 / max(thumb.shape[:2])
+        thumb = cv2.resize(thumb, (round(thumb.shape[1] * r), round(thumb.shape[0] * r)),
+                           interpolation=cv2.INTER_AREA)
     f = thumb.shape[1] / slide.dimensions[0]
     for x, y in coords:
         cv2.rectangle(thumb, (int(x * f), int(y * f)), (int((x + ps0) * f), int((y + ps0) * f)),

@@ -1,0 +1,155 @@
+"""Stage `extract`: one slide's tiles through an encoder, into `features` (N x D) + `coords`.
+
+Reading is kept off the model's critical path: DataLoader workers each open their own OpenSlide
+handle, read whole batches at the level `tile` chose, resize to the encoder input with OpenCV and
+hand over uint8 (4x less to move than float). Normalisation, channels-last and the precision cast
+happen on the device, and inference runs under autocast (bf16 on a CPU with bf16 units).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import cv2
+import numpy as np
+import openslide
+import torch
+
+from . import __version__, encoders, formats, wsi
+from .errors import GhanetError, SlideError
+
+log = logging.getLogger("ghanet.extract")
+
+
+class TileBatches(torch.utils.data.Dataset):
+    """Batch b = tiles [b*B, (b+1)*B) as uint8 (B, S, S, 3); read errors come back as text."""
+
+    def __init__(self, slide_path, coords: np.ndarray, level: int, read_size: int, out_size: int,
+                 batch_size: int):
+        self.slide_path, self.coords, self.level = str(slide_path), coords, level
+        self.read_size, self.out_size, self.batch_size = read_size, out_size, batch_size
+        self._slide, self._pid = None, None
+
+    def __len__(self):
+        return (len(self.coords) + self.batch_size - 1) // self.batch_size
+
+    def _handle(self) -> openslide.OpenSlide:
+        if self._pid != os.getpid():  # one handle per worker process, never shared across fork
+            self._slide, self._pid = openslide.OpenSlide(self.slide_path), os.getpid()
+        return self._slide
+
+    def __getitem__(self, b):
+        idx = range(b * self.batch_size, min(len(self.coords), (b + 1) * self.batch_size))
+        out = np.empty((len(idx), self.out_size, self.out_size, 3), np.uint8)
+        slide = self._handle()
+        for j, i in enumerate(idx):
+            x, y = (int(v) for v in self.coords[i])
+            try:
+                rgba = np.asarray(slide.read_region((x, y), self.level, (self.read_size, self.read_size)))
+            except openslide.OpenSlideError as exc:
+                return torch.empty(0), f"tile #{i} at level-0 ({x}, {y}): {exc}"
+            rgb = wsi.rgba_to_rgb(rgba) if rgba[..., 3].min() < 255 else rgba[..., :3]
+            if self.read_size != self.out_size:
+                interp = cv2.INTER_AREA if self.read_size > self.out_size else cv2.INTER_CUBIC
+                rgb = cv2.resize(rgb, (self.out_size, self.out_size), interpolation=interp)
+            out[j] = rgb
+        return torch.from_numpy(out), None
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def check_coords(slide: openslide.OpenSlide, coords: np.ndarray, attrs: dict, slide_id: str, coords_path) -> None:
+    """Refuse a coords file written for another slide."""
+    named = attrs.get("slide_id")
+    if named and named != slide_id:
+        raise GhanetError(f"coords file {coords_path} is for slide {named}, not {slide_id}; rerun tile for {slide_id}")
+    level = int(attrs["patch_level"])
+    if level >= slide.level_count:
+        raise GhanetError(f"coords file {coords_path} reads level {level}, but slide {slide_id} has "
+                          f"{slide.level_count} levels; it is from another slide, rerun tile")
+    if "level_dim" in attrs and tuple(attrs["level_dim"]) != tuple(slide.level_dimensions[level]):
+        raise GhanetError(
+            f"coords file {coords_path} was made for a slide of {tuple(attrs['level_dim'])} px at level "
+            f"{level}, but slide {slide_id} has {slide.level_dimensions[level]}; it is from another "
+            "slide, rerun tile"
+        )
+    if len(coords):
+        ps0 = int(attrs.get("patch_size_level0", 0))
+        w, h = slide.dimensions
+        if coords[:, 0].max() + ps0 > w or coords[:, 1].max() + ps0 > h or coords.min() < 0:
+            raise GhanetError(f"coords file {coords_path} has tiles outside slide {slide_id} ({w} x {h}); "
+                              "it is from another slide, rerun tile")
+
+
+def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, features_h5: str,
+        features_pt: str | None = None, device: str = "auto", batch_size: int = 64,
+        workers: int = 1, threads: int | None = None) -> dict:
+    coords, attrs = formats.read_coords(coords_h5)
+    slide = wsi.open_slide(slide_path, slide_id)
+    check_coords(slide, coords, attrs, slide_id, coords_h5)
+    slide.close()
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    if threads:
+        torch.set_num_threads(threads)
+    spec, model, whash = encoders.load(params["encoder"], params["weights"])
+    dtype = encoders.autocast_dtype(spec, params["precision"], dev)
+    memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
+    model = model.to(dev, memory_format=memory_format)
+    feats = extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, memory_format,
+                          batch_size, workers)
+
+    file_attrs = {
+        "slide_id": slide_id, "encoder": spec.name, "weights_sha256": whash,
+        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
+        "dim": spec.dim, "input_size": spec.input_size, "patch_size": attrs["patch_size"],
+        "target_mpp": attrs["target_mpp"], "level0_mpp": attrs["level0_mpp"],
+        "channels_last": bool(params["channels_last"]), "ghanet_version": __version__,
+    }
+    formats.write_features(features_h5, feats, coords, attrs, file_attrs)
+    if features_pt:
+        formats.write_features_pt(features_pt, feats)
+    return {"slide_id": slide_id, "n_tiles": len(coords), "dim": spec.dim, **file_attrs}
+
+
+@torch.inference_mode()
+def extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, memory_format,
+                  batch_size, workers) -> np.ndarray:
+    n = len(coords)
+    feats = np.empty((n, spec.dim), np.float32)
+    if n == 0:
+        return feats
+    data = TileBatches(slide_path, coords, int(attrs["patch_level"]),
+                       int(attrs.get("read_size") or attrs["patch_size"]), spec.input_size, batch_size)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=None, shuffle=False, num_workers=workers, worker_init_fn=_worker_init,
+        pin_memory=dev.type == "cuda", prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    # x_norm = (x / 255 - mean) / std = x * scale - shift, one fused op on the device
+    std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
+    mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)
+    scale, shift = 1.0 / (255.0 * std), mean / std
+    done, t0 = 0, time.perf_counter()
+    for imgs, error in loader:
+        if error is not None:
+            raise SlideError(f"slide {slide_id}: reading {slide_path} failed at {error}; the file is "
+                             "corrupt or truncated, copy it again from its source")
+        x = imgs.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = (x * scale - shift).contiguous(memory_format=memory_format)
+        if dtype is not None:
+            with torch.autocast(dev.type, dtype=dtype):
+                out = model(x)
+        else:
+            out = model(x)
+        feats[done: done + len(out)] = out.float().cpu().numpy()
+        done += len(out)
+    log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_id, n, time.perf_counter() - t0,
+             n / (time.perf_counter() - t0))
+    return feats
