@@ -16,6 +16,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/tile.smk"
+include: "workflow/rules/extract.smk"
 
 
 rule all:

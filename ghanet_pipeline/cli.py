@@ -73,6 +73,24 @@ def cmd_tile(args) -> None:
              res["patch_size_level0"], res["patch_level"])
 
 
+def cmd_extract(args) -> None:
+    from . import extract
+
+    res = extract.run(args.slide, args.slide_id, _section(args, "extract"), coords_h5=args.coords,
+                      features_h5=args.features, features_pt=args.features_pt, device=args.device,
+                      batch_size=args.batch_size, workers=args.workers, threads=args.threads)
+    log.info("extract %s: %d x %d features (%s, %s)", args.slide_id, res["n_tiles"], res["dim"],
+             res["encoder"], res["precision"])
+
+
+def cmd_encoders(args) -> None:
+    from .encoders import REGISTRY
+
+    for spec in REGISTRY.values():
+        print(f"{spec.name:20s} {spec.dim:5d}-d  {spec.input_size} px  weights: {spec.weights_source}")
+    print(f"{'timm:<name>':20s} any timm model; weights from the local cache or extract.weights")
+
+
 def cmd_check_config(args) -> None:
     cfg = load_config(args.config_file)
     if cfg["cohort"]["slide_sheet"]:
@@ -114,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coords", required=True)
     p.add_argument("--qc", required=True)
     p.set_defaults(func=cmd_tile)
+
+    p = sub.add_parser("extract", help="patch features (HDF5 `features` + `coords`) of one slide")
+    _add_slide_args(p)
+    _add_stage_args(p)
+    p.add_argument("--coords", required=True, help="coords HDF5 written by `ghanet tile`")
+    p.add_argument("--features", required=True, help="output HDF5")
+    p.add_argument("--features-pt", default=None, help="also write the MCAT .pt tensor here")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=1, help="tile-reading processes")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("encoders", help="list the encoders and where their weights come from")
+    p.set_defaults(func=cmd_encoders)
 
     p = sub.add_parser("check-config", help="validate a config.yaml (and its slide sheet)")
     p.add_argument("config_file", nargs="?", default="config.yaml")

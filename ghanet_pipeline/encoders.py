@@ -68,17 +68,26 @@ def _resnet50_trunc_from(full: nn.Module) -> nn.Module:
 
 
 def _hub_cached(model_name: str) -> nn.Module:
-    """A timm model with weights from the local Hugging Face cache only."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        return _timm().create_model(model_name, pretrained=True)
-    except Exception as exc:  # timm/hub raise many types for "not in the cache"
+    """A timm model with weights from the local Hugging Face cache; never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    timm = _timm()
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
+    path = None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename) if hub_id else None
+        if isinstance(found, str):
+            path = found
+            break
+    if path is None:
         raise GhanetError(
             f"encoder weights for timm '{model_name}' are not in the local Hugging Face cache "
-            f"({type(exc).__name__}); download them once on a machine with network "
-            f"(timm.create_model('{model_name}', pretrained=True)) and copy ~/.cache/huggingface, "
+            f"(expected {hub_id or model_name} under $HF_HOME/hub); fetch them once on a machine "
+            f"with network (timm.create_model('{model_name}', pretrained=True)) and copy the cache, "
             "or set extract.weights to a checkpoint file"
-        ) from None
+        )
+    return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path))
 
 
 def _efficientnet_lite0_weights_file() -> Path:

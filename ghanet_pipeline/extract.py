@@ -1,6 +1,6 @@
 """Stage `extract`: one slide's tiles through an encoder, into `features` (N x D) + `coords`.
 
-Reading is kept off the model's critical path: DataLoader workers each open their own OpenSlide
+Reading is kept off the model's critical path: reader threads each open their own OpenSlide
 handle, read whole batches at the level `tile` chose, resize to the encoder input with OpenCV and
 hand over uint8 (4x less to move than float). Normalisation, channels-last and the precision cast
 happen on the device, and inference runs under autocast (bf16 on a CPU with bf16 units).
@@ -8,9 +8,11 @@ happen on the device, and inference runs under autocast (bf16 on a CPU with bf16
 
 from __future__ import annotations
 
+import collections
 import logging
-import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -23,24 +25,31 @@ from .errors import GhanetError, SlideError
 log = logging.getLogger("ghanet.extract")
 
 
-class TileBatches(torch.utils.data.Dataset):
-    """Batch b = tiles [b*B, (b+1)*B) as uint8 (B, S, S, 3); read errors come back as text."""
+class TileReader:
+    """Reads batch b = tiles [b*B, (b+1)*B) as uint8 (B, S, S, 3). Read errors come back as text.
+
+    Each reader thread keeps its own OpenSlide handle. Threads, not processes: OpenSlide and
+    OpenCV release the GIL, so reading overlaps inference without forking a process that holds
+    OpenSlide/OpenMP threads (which can deadlock) and without copying batches between processes.
+    """
 
     def __init__(self, slide_path, coords: np.ndarray, level: int, read_size: int, out_size: int,
                  batch_size: int):
         self.slide_path, self.coords, self.level = str(slide_path), coords, level
         self.read_size, self.out_size, self.batch_size = read_size, out_size, batch_size
-        self._slide, self._pid = None, None
+        self._local = threading.local()
+        self._handles: list[openslide.OpenSlide] = []
 
     def __len__(self):
         return (len(self.coords) + self.batch_size - 1) // self.batch_size
 
     def _handle(self) -> openslide.OpenSlide:
-        if self._pid != os.getpid():  # one handle per worker process, never shared across fork
-            self._slide, self._pid = openslide.OpenSlide(self.slide_path), os.getpid()
-        return self._slide
+        if not hasattr(self._local, "slide"):
+            self._local.slide = openslide.OpenSlide(self.slide_path)
+            self._handles.append(self._local.slide)
+        return self._local.slide
 
-    def __getitem__(self, b):
+    def read_batch(self, b: int):
         idx = range(b * self.batch_size, min(len(self.coords), (b + 1) * self.batch_size))
         out = np.empty((len(idx), self.out_size, self.out_size, 3), np.uint8)
         slide = self._handle()
@@ -49,7 +58,7 @@ class TileBatches(torch.utils.data.Dataset):
             try:
                 rgba = np.asarray(slide.read_region((x, y), self.level, (self.read_size, self.read_size)))
             except openslide.OpenSlideError as exc:
-                return torch.empty(0), f"tile #{i} at level-0 ({x}, {y}): {exc}"
+                return None, f"tile #{i} at level-0 ({x}, {y}): {exc}"
             rgb = wsi.rgba_to_rgb(rgba) if rgba[..., 3].min() < 255 else rgba[..., :3]
             if self.read_size != self.out_size:
                 interp = cv2.INTER_AREA if self.read_size > self.out_size else cv2.INTER_CUBIC
@@ -57,10 +66,25 @@ class TileBatches(torch.utils.data.Dataset):
             out[j] = rgb
         return torch.from_numpy(out), None
 
+    def batches(self, workers: int):
+        """Batches in order; with workers > 0, up to 2 x workers batches are read ahead."""
+        if workers <= 0:
+            for b in range(len(self)):
+                yield self.read_batch(b)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="tile-reader") as pool:
+            ahead = collections.deque()
+            for b in range(len(self)):
+                ahead.append(pool.submit(self.read_batch, b))
+                if len(ahead) > 2 * workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
 
-def _worker_init(_):
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    def close(self):
+        for h in self._handles:
+            h.close()
+        self._handles.clear()
 
 
 def check_coords(slide: openslide.OpenSlide, coords: np.ndarray, attrs: dict, slide_id: str, coords_path) -> None:
@@ -125,22 +149,33 @@ def extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, 
     feats = np.empty((n, spec.dim), np.float32)
     if n == 0:
         return feats
-    data = TileBatches(slide_path, coords, int(attrs["patch_level"]),
-                       int(attrs.get("read_size") or attrs["patch_size"]), spec.input_size, batch_size)
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=None, shuffle=False, num_workers=workers, worker_init_fn=_worker_init,
-        pin_memory=dev.type == "cuda", prefetch_factor=4 if workers else None,
-        persistent_workers=False,
-    )
+    reader = TileReader(slide_path, coords, int(attrs["patch_level"]),
+                        int(attrs.get("read_size") or attrs["patch_size"]), spec.input_size, batch_size)
     # x_norm = (x / 255 - mean) / std = x * scale - shift, one fused op on the device
     std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
     mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)
     scale, shift = 1.0 / (255.0 * std), mean / std
-    done, t0 = 0, time.perf_counter()
-    for imgs, error in loader:
+    t0 = time.perf_counter()
+    cv2.setNumThreads(1)  # one resize per call; leave the cores to the model
+    try:
+        _run_batches(model, reader, workers, feats, slide_path, slide_id, dev, dtype, memory_format,
+                     scale, shift)
+    finally:
+        reader.close()
+    log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_id, n, time.perf_counter() - t0,
+             n / (time.perf_counter() - t0))
+    return feats
+
+
+def _run_batches(model, reader, workers, feats, slide_path, slide_id, dev, dtype, memory_format,
+                 scale, shift):
+    done = 0
+    for imgs, error in reader.batches(workers):
         if error is not None:
             raise SlideError(f"slide {slide_id}: reading {slide_path} failed at {error}; the file is "
                              "corrupt or truncated, copy it again from its source")
+        if dev.type == "cuda":
+            imgs = imgs.pin_memory()
         x = imgs.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
         x = (x * scale - shift).contiguous(memory_format=memory_format)
         if dtype is not None:
@@ -150,6 +185,3 @@ def extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, 
             out = model(x)
         feats[done: done + len(out)] = out.float().cpu().numpy()
         done += len(out)
-    log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_id, n, time.perf_counter() - t0,
-             n / (time.perf_counter() - t0))
-    return feats

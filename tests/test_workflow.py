@@ -2,6 +2,8 @@
 
 import json
 
+import h5py
+
 import pandas as pd
 import pytest
 import yaml
@@ -20,7 +22,7 @@ def _config(tmp_path, extra):
 def test_dry_run_lists_every_stage(tmp_path):
     proc = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
     assert proc.returncode == 0, proc.stderr
-    for rule in ("demo_cohort", "segment", "tile"):
+    for rule in ("demo_cohort", "segment", "tile", "extract"):
         assert rule in proc.stdout
 
 
@@ -43,9 +45,30 @@ def test_demo_runs_end_to_end(tmp_path):
         assert (tmp_path / f"results/tile/{sid}.h5").stat().st_size > 0
         assert (tmp_path / f"results/benchmarks/tile/{sid}.tsv").exists()
         assert (tmp_path / f"results/logs/segment/{sid}.log").exists()
-    # nothing left to do afterwards
-    again = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
+        with h5py.File(tmp_path / f"results/features/efficientnet_lite0/{sid}.h5") as f:
+            assert f["features"].shape[1] == 1280 and f["features"].shape[0] == f["coords"].shape[0] > 0
+    # nothing left to do afterwards, and runtime knobs (batch size, readers, threads) change nothing
+    again = snakemake(tmp_path, "-n", "--set-resources", "extract:batch_size=8",
+                      "extract:loader_workers=2", "--set-threads", "extract=1",
+                      configfile=_config(tmp_path, TINY_DEMO))
     assert "Nothing to be done" in again.stdout + again.stderr
+    # an encoder-section edit reruns extraction only
+    edited = dict(TINY_DEMO, extract={"channels_last": False})
+    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, edited))
+    jobs = _job_counts(plan.stdout)
+    assert jobs.get("extract") == len(sheet) and "segment" not in jobs and "tile" not in jobs
+
+
+def _job_counts(dry_run_stdout: str) -> dict:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    lines = dry_run_stdout.split("Job stats:")[-1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
 
 
 @pytest.mark.slow

@@ -8,6 +8,9 @@ from ghanet_pipeline.sheet import read_slide_sheet
 RESULTS = config["results_dir"]
 DEMO_DIR = f"{RESULTS}/demo"
 USE_DEMO = not config["cohort"]["slide_sheet"]
+# one folder per encoder, so features of several encoders can live side by side
+ENCODER_TAG = config["extract"]["encoder"].replace(":", "-").replace("/", "-")
+FEATURES_DIR = f"{RESULTS}/features/{ENCODER_TAG}"
 
 
 def _slides():
@@ -66,5 +69,6 @@ def all_targets():
             f"{RESULTS}/segment/{sid}.geojson",
             f"{RESULTS}/segment/{sid}.qc.png",
             f"{RESULTS}/tile/{sid}.h5",
+            f"{FEATURES_DIR}/{sid}.h5",
         ]
     return targets

@@ -1,0 +1,140 @@
+"""Feature extraction throughput: the whole stage's tile loop next to the encoder's own forward.
+
+For each configuration, in one process and one run:
+  * forward: the encoder alone on random input of the same batch size, same precision and memory
+    format (the ceiling);
+  * stage:   `extract.extract_tiles` on a generated 0.25-mpp slide, tiles of 256 px at 0.5 mpp
+    (512 level-0 px read and resized), i.e. reading + resizing + normalising + inference;
+and prints patches/s of both and their ratio (the figure to watch; aim >= 0.9).
+
+    python benchmarks/bench_extract.py [--tiles 256] [--batch-size 64] [--workers 1]
+    python benchmarks/bench_extract.py --device cuda --tiles 4096 --configs resnet50_trunc:bf16:cl
+
+Model weights are random (`weights: random`): speed does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ghanet_pipeline import demo, encoders, extract, formats, segment, tile  # noqa: E402
+from ghanet_pipeline.config import validate_config  # noqa: E402
+
+
+def bench_slide(out: Path, width: int, height: int) -> tuple[Path, Path]:
+    slide = out / f"bench_extract_{width}x{height}_0.25mpp.tiff"
+    if not slide.exists():
+        demo.render_slide(slide, width=width, height=height, mpp=0.25, z=np.array([0.4, 0.3, 0.3]), seed=7)
+    cfg = validate_config({"tile": {"min_coverage": 0.05}})
+    coords = out / f"{slide.stem}.coords.h5"
+    segment.run(str(slide), "bench", cfg["segment"], geojson=out / "b.geojson", qc_png=out / "b.png",
+                stats_json=out / "b.json")
+    tile.run(str(slide), "bench", cfg["tile"], contours=out / "b.geojson", coords_h5=coords,
+             qc_png=out / "b.tile.png")
+    return slide, coords
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def forward_rate(model, spec, dev, dtype, fmt, batch, n_batches) -> float:
+    x = torch.randn(batch, 3, spec.input_size, spec.input_size, device=dev).contiguous(memory_format=fmt)
+
+    def step():
+        if dtype is None:
+            return model(x)
+        with torch.autocast(dev.type, dtype=dtype):
+            return model(x)
+
+    for _ in range(2):
+        step()
+    sync(dev)
+    t = time.perf_counter()
+    for _ in range(n_batches):
+        step().float().cpu()  # the stage copies features back too
+    sync(dev)
+    return batch * n_batches / (time.perf_counter() - t)
+
+
+def stage_rate(model, spec, slide, coords_h5, dev, dtype, fmt, batch, workers, n_tiles) -> float:
+    coords, attrs = formats.read_coords(coords_h5)
+    coords = coords[:n_tiles]
+    # warm-up on one batch so both figures exclude first-call costs
+    extract.extract_tiles(model, spec, str(slide), "bench", coords[:batch], attrs, dev, dtype, fmt, batch, 0)
+    sync(dev)
+    t = time.perf_counter()
+    extract.extract_tiles(model, spec, str(slide), "bench", coords, attrs, dev, dtype, fmt, batch, workers)
+    sync(dev)
+    return len(coords) / (time.perf_counter() - t)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--tiles", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--slide-size", default="24000x18000")
+    ap.add_argument("--out", default=str(REPO / "bench-out"))
+    ap.add_argument("--configs", default=None,
+                    help="comma list of encoder:precision[:cl], e.g. resnet50_trunc:fp32:cl")
+    args = ap.parse_args()
+    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if args.device == "auto" else args.device))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    w, h = map(int, args.slide_size.split("x"))
+    slide, coords_h5 = bench_slide(out, w, h)
+    n_avail = len(formats.read_coords(coords_h5)[0])
+
+    if args.configs:
+        configs = [tuple(c.split(":")) for c in args.configs.split(",")]
+    elif dev.type == "cuda":
+        configs = [("resnet50_trunc", "fp32", "cl"), ("resnet50_trunc", "bf16", "cl"),
+                   ("efficientnet_lite0", "bf16", "cl")]
+    else:
+        configs = [("resnet50_trunc", "fp32", ""), ("resnet50_trunc", "fp32", "cl"),
+                   ("efficientnet_lite0", "fp32", "cl")]
+        if encoders.cpu_supports_bf16():
+            configs.insert(2, ("resnet50_trunc", "bf16", "cl"))
+    n_tiles = min(args.tiles, n_avail)
+    print(f"device={dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), "
+          f"torch threads={torch.get_num_threads()}, cpu bf16 units={encoders.cpu_supports_bf16()}, "
+          f"slide {w}x{h} at 0.25 mpp with {n_avail} tiles, timing {n_tiles}, batch {args.batch_size}, "
+          f"workers {args.workers}")
+    results = []
+    for enc, prec, cl in configs:
+        spec, model, _ = encoders.load(enc, encoders.RANDOM)
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        model = model.to(dev, memory_format=fmt)
+        dtype = encoders.autocast_dtype(spec, prec, dev)
+        n_batches = max(2, n_tiles // args.batch_size)
+        fwd = forward_rate(model, spec, dev, dtype, fmt, args.batch_size, n_batches)
+        stg = stage_rate(model, spec, slide, coords_h5, dev, dtype, fmt, args.batch_size, args.workers, n_tiles)
+        fwd2 = forward_rate(model, spec, dev, dtype, fmt, args.batch_size, n_batches)  # drift check
+        row = dict(encoder=enc, precision=prec, channels_last=bool(cl), forward_pps=round(fwd, 1),
+                   forward_again_pps=round(fwd2, 1), stage_pps=round(stg, 1),
+                   ratio=round(stg / max(fwd, fwd2), 3))
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    (out / f"bench_extract_{dev.type}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

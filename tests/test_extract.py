@@ -1,0 +1,216 @@
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from conftest import REPO, error_line, run_ghanet
+from ghanet_pipeline import encoders, extract, formats, segment, tile
+from ghanet_pipeline.config import validate_config
+from ghanet_pipeline.errors import GhanetError
+
+CFG = validate_config({})
+
+
+@pytest.fixture(scope="module")
+def tiled(demo_cohort, tmp_path_factory):
+    """A demo slide segmented and tiled (the extract stage's real inputs)."""
+    out, sheet = demo_cohort
+    d = tmp_path_factory.mktemp("tiled")
+    slide = sheet.path[0]
+    segment.run(slide, sheet.slide_id[0], CFG["segment"], geojson=d / "s.geojson", qc_png=d / "s.png",
+                stats_json=d / "s.json")
+    tile.run(slide, sheet.slide_id[0], CFG["tile"], contours=d / "s.geojson", coords_h5=d / "c.h5",
+             qc_png=d / "t.png")
+    return slide, sheet.slide_id[0], d / "c.h5"
+
+
+def _classify(model, image):
+    import cv2
+
+    h, w = image.shape[:2]
+    s = min(h, w)
+    crop = image[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s, :3]
+    x = cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    x = torch.from_numpy((x - 0.5) / 0.5).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        return model.net(x).softmax(-1)[0].topk(3).indices.tolist()
+
+
+def test_default_encoder_is_really_pretrained():
+    """The packaged EfficientNet-Lite0 weights, mapped onto timm, classify real photographs."""
+    import skimage.data
+
+    spec, model, _ = encoders.load("efficientnet_lite0", None)
+    assert spec.dim == 1280
+    assert _classify(model, skimage.data.chelsea())[0] in range(281, 286)  # a cat
+    assert _classify(model, skimage.data.coffee())[0] == 967  # espresso
+    assert _classify(model, skimage.data.rocket())[0] in (657, 744)  # missile / projectile
+    # and random weights do not (the test can fail)
+    _, rand, _ = encoders.load("efficientnet_lite0", "random")
+    assert _classify(rand, skimage.data.coffee())[0] != 967
+
+
+def test_registry_declares_consistent_encoders():
+    with torch.device("meta"):
+        for name, spec in encoders.REGISTRY.items():
+            model = spec.build()
+            out = model(torch.zeros(1, 3, spec.input_size, spec.input_size, device="meta"))
+            assert out.shape == (1, spec.dim), name
+            assert len(spec.mean) == len(spec.std) == 3 and spec.weights_source
+    spec = encoders.resolve("timm:resnet18")
+    assert spec.dim == 512 and spec.input_size == 224
+    with pytest.raises(GhanetError, match="unknown encoder 'resnet5'.*resnet50_trunc"):
+        encoders.resolve("resnet5")
+
+
+def test_checkpoint_loading_and_architecture_mismatch(tmp_path):
+    full = encoders._resnet50_full()
+    torch.save(full.state_dict(), tmp_path / "r50.pth")
+    spec, model, h = encoders.load("resnet50_trunc", str(tmp_path / "r50.pth"))
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        ref = encoders.TruncatedResNet50(full.eval())(x)
+        assert torch.equal(model(x), ref) and ref.shape == (2, 1024)
+    torch.save(encoders._lite0().state_dict(), tmp_path / "lite.pth")
+    with pytest.raises(GhanetError, match="encoder resnet50_trunc: .*lite.pth is for another architecture"):
+        encoders.load("resnet50_trunc", str(tmp_path / "lite.pth"))
+    with pytest.raises(GhanetError, match="encoder uni: weights file .*nope.bin not found; expected MahmoodLab/UNI"):
+        encoders.load("uni", str(tmp_path / "nope.bin"))
+    with pytest.raises(GhanetError, match="encoder uni needs a local weights file.*random"):
+        encoders.load("uni", None)
+
+
+def test_hub_weights_come_from_the_local_cache_only(tmp_path):
+    """No cache: a clear error at once. A populated cache: the weights load, no network touched."""
+    code = ("from ghanet_pipeline import encoders; import torch;"
+            "s, m, h = encoders.load('resnet50_trunc', None); print(h)")
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode != 0 and "not in the local Hugging Face cache" in proc.stderr
+    from safetensors.torch import save_file
+
+    snap = tmp_path / "hub/models--timm--resnet50.tv_in1k/snapshots/0123abcd"
+    snap.mkdir(parents=True)
+    (tmp_path / "hub/models--timm--resnet50.tv_in1k/refs").mkdir()
+    (tmp_path / "hub/models--timm--resnet50.tv_in1k/refs/main").write_text("0123abcd")
+    torch.manual_seed(5)
+    full = encoders._resnet50_full()
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, str(snap / "model.safetensors"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == encoders.weights_hash(encoders.TruncatedResNet50(full))
+
+
+def test_extract_writes_clam_readable_features(tiled, tmp_path):
+    slide, sid, coords_h5 = tiled
+    proc = run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords", coords_h5,
+                      "--features", tmp_path / "f.h5", "--features-pt", tmp_path / "f.pt",
+                      "--batch-size", 16, "--workers", 1)
+    assert proc.returncode == 0, proc.stderr
+    coords, _ = formats.read_coords(coords_h5)
+    with h5py.File(tmp_path / "f.h5") as f:  # what a CLAM-style reader does
+        feats, c = f["features"][:], f["coords"][:]
+        assert f.attrs["encoder"] == "efficientnet_lite0" and len(f.attrs["weights_sha256"]) == 64
+        assert f.attrs["precision"] in ("fp32", "bf16") and f["coords"].attrs["patch_size"] == 256
+    assert feats.shape == (len(coords), 1280) and feats.dtype == np.float32
+    assert np.array_equal(c, coords) and np.isfinite(feats).all() and feats.std() > 0
+    pt = torch.load(tmp_path / "f.pt")
+    assert torch.equal(pt, torch.from_numpy(feats))
+    # tiles differ, so features differ
+    assert np.abs(feats[0] - feats[-1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("encoder, weights, max_rel_l2", [
+    # ResNet-50 (CLAM's features): bf16 agrees with fp32 to well under 1e-2 (measured 4e-3)
+    ("resnet50_trunc", "random", 1e-2),
+    # EfficientNet-Lite0's long depthwise/ReLU6 chain amplifies bf16 rounding: measured 4-7 %
+    ("efficientnet_lite0", None, 0.1),
+])
+def test_bf16_matches_fp32_on_the_same_tiles(tiled, encoder, weights, max_rel_l2):
+    slide, sid, coords_h5 = tiled
+    coords, attrs = formats.read_coords(coords_h5)
+    coords = coords[:12]
+    spec, model, _ = encoders.load(encoder, weights)
+    model = model.to(memory_format=torch.channels_last)
+    dev, cl = torch.device("cpu"), torch.channels_last
+    f32 = extract.extract_tiles(model, spec, slide, sid, coords, attrs, dev, None, cl, 12, 0)
+    bf16 = extract.extract_tiles(model, spec, slide, sid, coords, attrs, dev, torch.bfloat16, cl, 12, 1)
+    rel = np.linalg.norm(f32 - bf16, axis=1) / np.linalg.norm(f32, axis=1)
+    cos = (f32 * bf16).sum(1) / np.linalg.norm(f32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert rel.max() < max_rel_l2 and cos.min() > 0.995
+
+
+def test_read_features_accepts_clam_trident_and_mcat_layouts(tmp_path):
+    feats = np.random.default_rng(0).normal(size=(7, 16)).astype(np.float32)
+    coords = np.arange(14).reshape(7, 2)
+    with h5py.File(tmp_path / "trident.h5", "w") as f:
+        f["features"] = feats[None]
+        f["coords"] = coords[None]
+    torch.save(torch.from_numpy(feats), tmp_path / "mcat.pt")
+    for name in ("trident.h5", "mcat.pt"):
+        got, c, _ = formats.read_features(tmp_path / name)
+        assert np.array_equal(got, feats)
+    assert np.array_equal(formats.read_features(tmp_path / "trident.h5")[1], coords)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_corrupt_jpeg_tile_fails_naming_slide_and_tile(tiled, tmp_path):
+    slide, sid, coords_h5 = tiled
+    coords, attrs = formats.read_coords(coords_h5)
+    bad = tmp_path / "corrupt.tiff"
+    bad.write_bytes(open(slide, "rb").read())
+    x, y = coords[len(coords) // 2]
+    with tifffile.TiffFile(bad) as tif:
+        page = tif.pages[0]
+        per_row = -(-page.imagewidth // page.tilewidth)
+        i = (y // page.tilelength) * per_row + x // page.tilewidth
+        offset, count = page.dataoffsets[i], page.databytecounts[i]
+    with open(bad, "r+b") as fh:  # overwrite that tile's JPEG stream
+        fh.seek(offset)
+        fh.write(b"\x00" * count)
+    proc = run_ghanet("extract", "--slide", bad, "--slide-id", sid, "--coords", coords_h5,
+                      "--features", tmp_path / "f.h5", "--batch-size", 8)
+    line = error_line(proc)
+    assert f"slide {sid}" in line and f"({x}, {y})" in line and "corrupt" in line
+    assert list(tmp_path.glob("*f.h5*")) == []
+
+
+def test_coords_from_another_slide(tiled, tmp_path, demo_cohort):
+    slide, sid, coords_h5 = tiled
+    out, sheet = demo_cohort
+    other = sheet.slide_id[1]
+    line = error_line(run_ghanet("extract", "--slide", sheet.path[1], "--slide-id", other, "--coords",
+                                 coords_h5, "--features", tmp_path / "f.h5"))
+    assert f"is for slide {sid}, not {other}" in line
+    # a CLAM coords file without ids is still checked against the slide's size
+    coords, attrs = formats.read_coords(coords_h5)
+    formats.write_coords(tmp_path / "clam.h5", coords * 4, {k: attrs[k] for k in ("patch_size", "patch_level", "downsample")})
+    line = error_line(run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords",
+                                 tmp_path / "clam.h5", "--features", tmp_path / "f.h5"))
+    assert "outside slide" in line
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_zero_tiles_give_an_empty_valid_feature_file(tiled, tmp_path):
+    slide, sid, coords_h5 = tiled
+    _, attrs = formats.read_coords(coords_h5)
+    formats.write_coords(tmp_path / "empty.h5", np.zeros((0, 2)), attrs)
+    proc = run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords", tmp_path / "empty.h5",
+                      "--features", tmp_path / "f.h5")
+    assert proc.returncode == 0, proc.stderr
+    feats, coords, fattrs = formats.read_features(tmp_path / "f.h5")
+    assert feats.shape == (0, 1280) and coords.shape == (0, 2) and fattrs["dim"] == 1280
+
+
+def test_missing_weights_file_is_one_line(tiled, tmp_path):
+    slide, sid, coords_h5 = tiled
+    line = error_line(run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords", coords_h5,
+                                 "--features", tmp_path / "f.h5", "--params",
+                                 '{"encoder": "resnet50_trunc", "weights": "/models/r50.pth"}'))
+    assert "encoder resnet50_trunc: weights file /models/r50.pth not found" in line
