@@ -78,7 +78,8 @@ def cmd_extract(args) -> None:
 
     res = extract.run(args.slide, args.slide_id, _section(args, "extract"), coords_h5=args.coords,
                       features_h5=args.features, features_pt=args.features_pt, device=args.device,
-                      batch_size=args.batch_size, workers=args.workers, threads=args.threads)
+                      batch_size=args.batch_size, workers=args.workers, threads=args.threads,
+                      reader=args.reader)
     log.info("extract %s: %d x %d features (%s, %s)", args.slide_id, res["n_tiles"], res["dim"],
              res["encoder"], res["precision"])
 
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="tile-reading processes")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--reader", choices=["threads", "processes"], default="threads",
+                   help="tile readers run as threads (default) or forkserver processes")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("encoders", help="list the encoders and where their weights come from")

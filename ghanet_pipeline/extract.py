@@ -66,11 +66,33 @@ class TileReader:
             out[j] = rgb
         return torch.from_numpy(out), None
 
-    def batches(self, workers: int):
-        """Batches in order; with workers > 0, up to 2 x workers batches are read ahead."""
+    def __getstate__(self):  # worker processes open their own handles
+        state = dict(self.__dict__)
+        state.pop("_local"), state.pop("_handles")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local, self._handles = threading.local(), []
+
+    def batches(self, workers: int, processes: bool = False):
+        """Batches in order; with workers > 0, up to 2 x workers batches are read ahead.
+
+        Threads are the default: no start-up cost, nothing copied between processes. Processes
+        (started by forkserver: a plain fork of a process whose OpenSlide/OpenMP threads are
+        running can deadlock) are kept as an option; on an H200 machine they fed fewer tiles/s
+        than 14 threads (140 vs 490), see benchmarks/RESULTS.md.
+        """
         if workers <= 0:
             for b in range(len(self)):
                 yield self.read_batch(b)
+            return
+        if processes:
+            loader = torch.utils.data.DataLoader(
+                _Batches(self), batch_size=None, num_workers=workers, prefetch_factor=4,
+                multiprocessing_context="forkserver", worker_init_fn=_quiet_worker,
+            )
+            yield from loader
             return
         with ThreadPoolExecutor(workers, thread_name_prefix="tile-reader") as pool:
             ahead = collections.deque()
@@ -85,6 +107,22 @@ class TileReader:
         for h in self._handles:
             h.close()
         self._handles.clear()
+
+
+class _Batches(torch.utils.data.Dataset):
+    def __init__(self, reader: TileReader):
+        self.reader = reader
+
+    def __len__(self):
+        return len(self.reader)
+
+    def __getitem__(self, b):
+        return self.reader.read_batch(b)
+
+
+def _quiet_worker(_):
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def check_coords(slide: openslide.OpenSlide, coords: np.ndarray, attrs: dict, slide_id: str, coords_path) -> None:
@@ -112,7 +150,7 @@ def check_coords(slide: openslide.OpenSlide, coords: np.ndarray, attrs: dict, sl
 
 def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, features_h5: str,
         features_pt: str | None = None, device: str = "auto", batch_size: int = 64,
-        workers: int = 1, threads: int | None = None) -> dict:
+        workers: int = 1, threads: int | None = None, reader: str = "threads") -> dict:
     coords, attrs = formats.read_coords(coords_h5)
     slide = wsi.open_slide(slide_path, slide_id)
     check_coords(slide, coords, attrs, slide_id, coords_h5)
@@ -126,8 +164,9 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
     dtype = encoders.autocast_dtype(spec, params["precision"], dev)
     memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
     model = model.to(dev, memory_format=memory_format)
+    processes = reader == "processes"
     feats = extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, memory_format,
-                          batch_size, workers)
+                          batch_size, workers, processes)
 
     file_attrs = {
         "slide_id": slide_id, "encoder": spec.name, "weights_sha256": whash,
@@ -144,7 +183,7 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
 
 @torch.inference_mode()
 def extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, memory_format,
-                  batch_size, workers) -> np.ndarray:
+                  batch_size, workers, processes=False) -> np.ndarray:
     n = len(coords)
     feats = np.empty((n, spec.dim), np.float32)
     if n == 0:
@@ -158,8 +197,8 @@ def extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, 
     t0 = time.perf_counter()
     cv2.setNumThreads(1)  # one resize per call; leave the cores to the model
     try:
-        _run_batches(model, reader, workers, feats, slide_path, slide_id, dev, dtype, memory_format,
-                     scale, shift)
+        _run_batches(model, reader.batches(workers, processes), feats, slide_path, slide_id, dev,
+                     dtype, memory_format, scale, shift)
     finally:
         reader.close()
     log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_id, n, time.perf_counter() - t0,
@@ -167,10 +206,9 @@ def extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, 
     return feats
 
 
-def _run_batches(model, reader, workers, feats, slide_path, slide_id, dev, dtype, memory_format,
-                 scale, shift):
+def _run_batches(model, batches, feats, slide_path, slide_id, dev, dtype, memory_format, scale, shift):
     done = 0
-    for imgs, error in reader.batches(workers):
+    for imgs, error in batches:
         if error is not None:
             raise SlideError(f"slide {slide_id}: reading {slide_path} failed at {error}; the file is "
                              "corrupt or truncated, copy it again from its source")

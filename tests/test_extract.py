@@ -144,6 +144,17 @@ def test_bf16_matches_fp32_on_the_same_tiles(tiled, encoder, weights, max_rel_l2
     assert rel.max() < max_rel_l2 and cos.min() > 0.995
 
 
+def test_thread_and_process_readers_give_identical_features(tiled):
+    slide, sid, coords_h5 = tiled
+    coords, attrs = formats.read_coords(coords_h5)
+    spec, model, _ = encoders.load("resnet50_trunc", "random")
+    dev, fmt = torch.device("cpu"), torch.contiguous_format
+    args = (model, spec, slide, sid, coords[:10], attrs, dev, None, fmt, 4)
+    inline = extract.extract_tiles(*args, 0)
+    assert np.array_equal(inline, extract.extract_tiles(*args, 2, False))
+    assert np.array_equal(inline, extract.extract_tiles(*args, 2, True))
+
+
 def test_read_features_accepts_clam_trident_and_mcat_layouts(tmp_path):
     feats = np.random.default_rng(0).normal(size=(7, 16)).astype(np.float32)
     coords = np.arange(14).reshape(7, 2)
