@@ -17,6 +17,8 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/tile.smk"
 include: "workflow/rules/extract.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/genes.smk"
 
 
 rule all:

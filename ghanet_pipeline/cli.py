@@ -27,8 +27,16 @@ def _section(args, name: str) -> dict:
     return (load_config(args.config) if args.config else validate_config({}))[name]
 
 
-def _cohort(args) -> dict:
-    return (load_config(args.config) if getattr(args, "config", None) else validate_config({}))["cohort"]
+def _sections(args) -> dict:
+    """The whole validated config, from --params JSON of {section: {...}} or --config FILE; for
+    stages that read several sections (missing ones take their defaults)."""
+    if args.params is not None:
+        try:
+            raw = json.loads(args.params)
+        except json.JSONDecodeError as exc:
+            raise GhanetError(f"--params is not valid JSON ({exc})") from None
+        return validate_config(raw, what="--params")
+    return load_config(args.config) if args.config else validate_config({})
 
 
 def _add_stage_args(p: argparse.ArgumentParser) -> None:
@@ -84,6 +92,24 @@ def cmd_extract(args) -> None:
              res["encoder"], res["precision"])
 
 
+def cmd_splits(args) -> None:
+    from . import splits
+    from .sheet import read_slide_sheet
+
+    cfg = _sections(args)
+    sheet = read_slide_sheet(args.slide_sheet)
+    splits.run(args.clinical, dict(zip(sheet.slide_id, sheet.case_id)), cfg["splits"], cfg["cohort"],
+               cfg["labels"], out_dir=args.out_dir)
+
+
+def cmd_genes(args) -> None:
+    from . import genes
+
+    cfg = _sections(args)
+    genes.run(args.patients, args.fold_csv, args.signatures, cfg["genes"], cfg["labels"],
+              out_dir=args.out_dir, fold=args.fold)
+
+
 def cmd_encoders(args) -> None:
     from .encoders import REGISTRY
 
@@ -111,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo-cohort", help="write the synthetic demo cohort (slides, clinical, signatures)")
     p.add_argument("out")
-    p.add_argument("--patients", type=int, default=10)
+    p.add_argument("--patients", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=4096, help="level-0 width in pixels")
     p.add_argument("--height", type=int, default=3072, help="level-0 height in pixels")
@@ -147,6 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader", choices=["threads", "processes"], default="threads",
                    help="tile readers run as threads (default) or forkserver processes")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("splits", help="validated cohort table, exclusions and patient-level folds")
+    _add_stage_args(p)
+    p.add_argument("--clinical", required=True, help="MCAT-format clinical/genomic CSV")
+    p.add_argument("--slide-sheet", required=True, help="slide sheet (slide_id, case_id, path)")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_splits)
+
+    p = sub.add_parser("genes", help="per-fold differential selection of each gene family's features")
+    _add_stage_args(p)
+    p.add_argument("--patients", required=True, help="patients.csv.gz written by `ghanet splits`")
+    p.add_argument("--fold-csv", required=True, help="fold file (train, val columns)")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--signatures", required=True, help="six-family signatures CSV")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_genes)
 
     p = sub.add_parser("encoders", help="list the encoders and where their weights come from")
     p.set_defaults(func=cmd_encoders)

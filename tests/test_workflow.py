@@ -10,7 +10,9 @@ import yaml
 
 from conftest import CMU_SLIDE, snakemake
 
-TINY_DEMO = {"demo": {"patients": 4, "seed": 1, "width_px": 2048, "height_px": 1536}}
+# 8 patients in 2 folds with 2 time bins: the smallest demo every stage can fit
+TINY_DEMO = {"demo": {"patients": 8, "seed": 1, "width_px": 1536, "height_px": 1024},
+             "splits": {"folds": 2}, "labels": {"n_bins": 2}}
 
 
 def _config(tmp_path, extra):
@@ -22,7 +24,7 @@ def _config(tmp_path, extra):
 def test_dry_run_lists_every_stage(tmp_path):
     proc = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
     assert proc.returncode == 0, proc.stderr
-    for rule in ("demo_cohort", "segment", "tile", "extract"):
+    for rule in ("demo_cohort", "segment", "tile", "extract", "splits", "genes"):
         assert rule in proc.stdout
 
 
@@ -40,13 +42,17 @@ def test_demo_runs_end_to_end(tmp_path):
     assert len(sheet) >= 4
     for sid in sheet.slide_id:
         stats = json.loads((tmp_path / f"results/segment/{sid}.stats.json").read_text())
-        assert stats["n_pieces"] >= 2
+        assert stats["n_pieces"] >= 1
         assert (tmp_path / f"results/segment/{sid}.qc.png").stat().st_size > 0
         assert (tmp_path / f"results/tile/{sid}.h5").stat().st_size > 0
         assert (tmp_path / f"results/benchmarks/tile/{sid}.tsv").exists()
         assert (tmp_path / f"results/logs/segment/{sid}.log").exists()
         with h5py.File(tmp_path / f"results/features/efficientnet_lite0/{sid}.h5") as f:
             assert f["features"].shape[1] == 1280 and f["features"].shape[0] == f["coords"].shape[0] > 0
+    for k in range(2):
+        sel = json.loads((tmp_path / f"results/genes/fold_{k}/selection.json").read_text())
+        assert sel["fold"] == k and all(n >= 1 for n in sel["sizes"].values())
+        assert (tmp_path / f"results/cohort/fold_{k}.csv").exists()
     # nothing left to do afterwards, and runtime knobs (batch size, readers, threads) change nothing
     again = snakemake(tmp_path, "-n", "--set-resources", "extract:batch_size=8",
                       "extract:loader_workers=2", "--set-threads", "extract=1",
@@ -57,6 +63,9 @@ def test_demo_runs_end_to_end(tmp_path):
     plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, edited))
     jobs = _job_counts(plan.stdout)
     assert jobs.get("extract") == len(sheet) and "segment" not in jobs and "tile" not in jobs
+    # a gene-selection edit reruns the per-fold selections only
+    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, genes={"alpha": 0.01})))
+    assert _job_counts(plan.stdout) == {"genes": 2, "all": 1}
 
 
 def _job_counts(dry_run_stdout: str) -> dict:

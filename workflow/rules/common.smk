@@ -11,6 +11,13 @@ USE_DEMO = not config["cohort"]["slide_sheet"]
 # one folder per encoder, so features of several encoders can live side by side
 ENCODER_TAG = config["extract"]["encoder"].replace(":", "-").replace("/", "-")
 FEATURES_DIR = f"{RESULTS}/features/{ENCODER_TAG}"
+COHORT_DIR = f"{RESULTS}/cohort"
+FOLDS = list(range(config["splits"]["folds"]))
+SHEET = f"{DEMO_DIR}/slides.csv" if USE_DEMO else config["cohort"]["slide_sheet"]
+CLINICAL = f"{DEMO_DIR}/clinical.csv" if USE_DEMO else config["cohort"]["clinical"]
+SIGNATURES = f"{DEMO_DIR}/signatures.csv" if USE_DEMO else config["cohort"]["signatures"]
+# without a clinical table and signatures the run does the slide work only (segment, tile, extract)
+HAS_GENOMICS = bool(CLINICAL and SIGNATURES)
 
 
 def _slides():
@@ -52,6 +59,11 @@ def section_json(name):
     return json.dumps(config[name], sort_keys=True)
 
 
+def sections_json(**sections):
+    """Several sections (or parts of one) as {section: {...}} JSON, for stages that read several."""
+    return json.dumps(sections, sort_keys=True)
+
+
 def mpp_args(wildcards):
     """--mpp / --default-mpp for slides whose resolution comes from the sheet or the config."""
     args = []
@@ -71,4 +83,6 @@ def all_targets():
             f"{RESULTS}/tile/{sid}.h5",
             f"{FEATURES_DIR}/{sid}.h5",
         ]
+    if HAS_GENOMICS:
+        targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
     return targets

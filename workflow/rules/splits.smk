@@ -1,0 +1,28 @@
+# The validated cohort and its patient-level folds, one job (logic: ghanet_pipeline/splits.py).
+
+
+rule splits:
+    input:
+        clinical=CLINICAL or [],
+        sheet=SHEET,
+        given=[f"{config['splits']['split_dir']}/splits_{k}.csv" for k in FOLDS]
+        if config["splits"]["split_dir"]
+        else [],
+    output:
+        patients=f"{COHORT_DIR}/patients.csv.gz",
+        exclusions=f"{COHORT_DIR}/exclusions.csv",
+        summary=f"{COHORT_DIR}/splits.json",
+        folds=[f"{COHORT_DIR}/fold_{k}.csv" for k in FOLDS],
+    params:
+        sections=sections_json(
+            splits=config["splits"],
+            labels=config["labels"],
+            cohort={"on_problem": config["cohort"]["on_problem"]},
+        ),
+    log:
+        f"{RESULTS}/logs/splits.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/splits.tsv"
+    shell:
+        "ghanet splits --clinical {input.clinical:q} --slide-sheet {input.sheet:q}"
+        " --params {params.sections:q} --out-dir {COHORT_DIR:q} 2> {log:q}"
