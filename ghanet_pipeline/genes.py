@@ -65,8 +65,10 @@ def select(patients: pd.DataFrame, train_ids, families: dict[str, list[str]], pa
             log.warning("family %s: no feature with p < %s; keeping its %d most significant",
                         family, params["alpha"], len(keep))
         selected[family] = keep
-    table["families"] = [";".join(f for f, cols in families.items() if c in cols) for c in table.index]
-    table["selected"] = [any(c in v for v in selected.values()) for c in table.index]
+    member = {f: set(cols) for f, cols in families.items()}
+    table["families"] = [";".join(f for f, cols in member.items() if c in cols) for c in table.index]
+    kept = set().union(*map(set, selected.values()))
+    table["selected"] = table.index.isin(list(kept))
     scaler = pd.DataFrame({"feature": omics, "mean": mean, "std": std}).set_index("feature")
     selection = {
         "families": selected, "sizes": {f: len(v) for f, v in selected.items()},
