@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -62,7 +61,6 @@ def big_slide() -> Path:
     path = OUT / "bench_40k_x_30k_0.25mpp.tiff"
     if not path.exists():
 
-        from ghanet_pipeline import demo
 
         t = time.perf_counter()
         seed, w, h, mpp, z = BIG_ARGS

@@ -10,7 +10,6 @@ file fails at once instead of hanging on a download). Random weights only when t
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -1,10 +1,8 @@
 """Every bad input of the slide stages: one clear line naming the item and the fix, nothing left behind."""
 
-import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import CMU_SLIDE, error_line, run_ghanet
 from ghanet_pipeline.demo import write_pyramid

@@ -36,7 +36,7 @@ def test_demo_is_deterministic(tmp_path):
         assert np.array_equal(ra, rb)
     for name in ("clinical.csv", "signatures.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    c = demo.write_cohort(tmp_path / "c", 4, seed=8, **SMALL)
+    demo.write_cohort(tmp_path / "c", 4, seed=8, **SMALL)
     assert not pd.read_csv(tmp_path / "c" / "clinical.csv").equals(pd.read_csv(tmp_path / "a" / "clinical.csv"))
 
 
