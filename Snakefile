@@ -19,6 +19,7 @@ include: "workflow/rules/tile.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/genes.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

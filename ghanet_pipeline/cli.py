@@ -110,6 +110,17 @@ def cmd_genes(args) -> None:
               out_dir=args.out_dir, fold=args.fold)
 
 
+def cmd_slide_report(args) -> None:
+    from . import report
+
+    if len(args.stats) != len(args.coords):
+        raise GhanetError("slide-report needs one --coords file per --stats file, in the same order")
+    table = report.run(args.stats, args.coords, args.out)
+    empty = table[table.status != "ok"]
+    log.info("slide report: %d slides, %d without tiles%s", len(table), len(empty),
+             f" ({', '.join(empty.slide_id)})" if len(empty) else "")
+
+
 def cmd_encoders(args) -> None:
     from .encoders import REGISTRY
 
@@ -189,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signatures", required=True, help="six-family signatures CSV")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_genes)
+
+    p = sub.add_parser("slide-report", help="cohort QC table: tissue, pieces and tiles per slide")
+    p.add_argument("--stats", nargs="+", required=True, help="segment stats JSON files")
+    p.add_argument("--coords", nargs="+", required=True, help="coords HDF5 files, same order")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_slide_report)
 
     p = sub.add_parser("encoders", help="list the encoders and where their weights come from")
     p.set_defaults(func=cmd_encoders)

@@ -63,6 +63,13 @@ def test_slide_with_no_tissue_fails_tile_or_records_zero(tmp_path, blank_slide):
 
     coords, attrs = read_coords(tmp_path / "t.h5")
     assert coords.shape == (0, 2) and attrs["patch_size"] == 256
+    # and the cohort's slide report says so
+    proc = run_ghanet("slide-report", "--stats", tmp_path / "o.json", "--coords", tmp_path / "t.h5",
+                      "--out", tmp_path / "slides.csv")
+    assert proc.returncode == 0 and "1 without tiles (blank)" in proc.stderr
+    row = pd.read_csv(tmp_path / "slides.csv").iloc[0]
+    assert row.slide_id == "blank" and row.n_tiles == 0 and row.status == "no tiles"
+    assert row.reason == "no tissue found"
 
 
 def test_duplicate_slide_id_in_sheet(tmp_path):

@@ -49,6 +49,8 @@ def test_demo_runs_end_to_end(tmp_path):
         assert (tmp_path / f"results/logs/segment/{sid}.log").exists()
         with h5py.File(tmp_path / f"results/features/efficientnet_lite0/{sid}.h5") as f:
             assert f["features"].shape[1] == 1280 and f["features"].shape[0] == f["coords"].shape[0] > 0
+    report = pd.read_csv(tmp_path / "results/report/slides.csv")
+    assert sorted(report.slide_id) == sorted(sheet.slide_id) and (report.n_tiles > 0).all()
     for k in range(2):
         sel = json.loads((tmp_path / f"results/genes/fold_{k}/selection.json").read_text())
         assert sel["fold"] == k and all(n >= 1 for n in sel["sizes"].values())

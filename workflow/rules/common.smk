@@ -83,6 +83,7 @@ def all_targets():
             f"{RESULTS}/tile/{sid}.h5",
             f"{FEATURES_DIR}/{sid}.h5",
         ]
+    targets.append(f"{RESULTS}/report/slides.csv")
     if HAS_GENOMICS:
         targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
     return targets

@@ -1,0 +1,40 @@
+"""Cohort-level slide QC table: what segmentation and tiling made of every slide.
+
+Reads only the stages' output files (segment stats JSON, coords HDF5). Slides with no tile are
+flagged, so a slide that was kept going with `tile.on_empty: record` is never silently empty.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import formats
+from .io import atomic_path
+
+
+def slide_table(stats_paths: list, coords_paths: list) -> pd.DataFrame:
+    rows = []
+    for stats_path, coords_path in zip(stats_paths, coords_paths):
+        stats = json.loads(Path(stats_path).read_text())
+        coords, attrs = formats.read_coords(coords_path)
+        n = len(coords)
+        rows.append({
+            "slide_id": stats["slide_id"], "n_tiles": n, "n_pieces": stats["n_pieces"],
+            "n_holes": stats["n_holes"], "tissue_area_mm2": stats["tissue_area_mm2"],
+            "pen_area_mm2": stats["pen_area_mm2"], "level0_mpp": stats["level0_mpp"],
+            "patch_level": attrs.get("patch_level"), "patch_size_level0": attrs.get("patch_size_level0"),
+            "status": "ok" if n else "no tiles",
+            "reason": "" if n else ("no tissue found" if stats["n_pieces"] == 0 else
+                                    "no tile reaches tile.min_coverage"),
+        })
+    return pd.DataFrame(rows)
+
+
+def run(stats_paths: list, coords_paths: list, out_csv) -> pd.DataFrame:
+    table = slide_table(stats_paths, coords_paths)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table

@@ -1,0 +1,15 @@
+# Cohort-level reports (logic: ghanet_pipeline/report.py).
+
+
+rule slide_report:
+    input:
+        stats=[f"{RESULTS}/segment/{sid}.stats.json" for sid in SLIDES],
+        coords=[f"{RESULTS}/tile/{sid}.h5" for sid in SLIDES],
+    output:
+        f"{RESULTS}/report/slides.csv",
+    log:
+        f"{RESULTS}/logs/slide_report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/slide_report.tsv"
+    shell:
+        "ghanet slide-report --stats {input.stats:q} --coords {input.coords:q} --out {output:q} 2> {log:q}"
