@@ -9,6 +9,9 @@ from ghanet_pipeline.config import validate_config
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 config.update(validate_config(config))
 
 
@@ -19,6 +22,10 @@ include: "workflow/rules/tile.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/genes.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/heatmaps.smk"
+include: "workflow/rules/predict.smk"
 include: "workflow/rules/report.smk"
 
 

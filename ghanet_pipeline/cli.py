@@ -11,7 +11,9 @@ import sys
 
 from . import __version__
 from .config import load_config, validate_config
+from . import formats
 from .errors import GhanetError
+from .sheet import read_slide_sheet
 
 log = logging.getLogger("ghanet")
 
@@ -110,6 +112,50 @@ def cmd_genes(args) -> None:
               out_dir=args.out_dir, fold=args.fold)
 
 
+def cmd_train(args) -> None:
+    from . import train
+
+    train.run(args.model, args.fold, patients_csv=args.patients, fold_csv=args.fold_csv,
+              selection_json=args.selection, scaler_csv=args.scaler, features_dir=args.features_dir,
+              sections=_sections(args), out_dir=args.out_dir, device=args.device, threads=args.threads)
+
+
+def cmd_evaluate(args) -> None:
+    from . import evaluate
+
+    evaluate.run(args.model_dirs, _sections(args)["evaluate"], out_dir=args.out_dir)
+
+
+def cmd_predict(args) -> None:
+    from . import predict
+
+    cfg = _sections(args)
+    predict.run(args.slide_sheet, args.models_dir, out_csv=args.out, features_dir=args.features_dir,
+                work_dir=args.work_dir, scheme=cfg["evaluate"]["risk_groups"],
+                allow_other_mpp=args.allow_other_mpp or cfg["predict"]["allow_other_mpp"],
+                heatmaps_dir=args.heatmaps_dir, device=args.device, threads=args.threads)
+
+
+def cmd_heatmaps(args) -> None:
+    from . import heatmap, splits, train
+
+    ckpt = train.load_checkpoint(args.model)
+    _, val_ids = splits.read_fold(args.fold_csv)
+    patients = splits.read_patients(args.patients)
+    sheet = read_slide_sheet(args.slide_sheet)
+    paths = dict(zip(sheet.slide_id, sheet.path))
+    for case_id in val_ids:
+        parts = []
+        for sid in patients.at[case_id, "slide_ids"].split(";"):
+            fpath = train.feature_path(args.features_dir, sid)
+            feats, coords, attrs = formats.read_features(fpath)
+            parts.append({"slide_id": sid, "path": paths[sid], "features": feats, "coords": coords,
+                          "attrs": formats.feature_coords_attrs(fpath, attrs)})
+        if sum(len(p["features"]) for p in parts):
+            heatmap.render_patient([ckpt["module"]], list(ckpt["families"]), parts, args.out_dir)
+    log.info("heatmaps of the %d held-out patients of fold %d in %s", len(val_ids), ckpt["fold"], args.out_dir)
+
+
 def cmd_slide_report(args) -> None:
     from . import report
 
@@ -200,6 +246,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signatures", required=True, help="six-family signatures CSV")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_genes)
+
+    p = sub.add_parser("train", help="train one model on one fold; checkpoint, risks, log, loss curve")
+    _add_stage_args(p)
+    p.add_argument("--model", required=True, help="ghanet, abmil or snn")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--patients", required=True, help="patients.csv.gz written by `ghanet splits`")
+    p.add_argument("--fold-csv", required=True, help="fold file (train, val columns)")
+    p.add_argument("--selection", required=True, help="selection.json written by `ghanet genes`")
+    p.add_argument("--scaler", required=True, help="scaler.csv written by `ghanet genes`")
+    p.add_argument("--features-dir", required=True, help="folder of per-slide feature files")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="out-of-fold C-index, time-dependent AUC, KM curves per model")
+    _add_stage_args(p)
+    p.add_argument("--model-dirs", nargs="+", required=True, help="results/models/<model>/fold_<k> folders")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="risk per patient from slides only, with every fold's model")
+    _add_stage_args(p)
+    p.add_argument("--slide-sheet", required=True, help="slide sheet of the new patients (slide_id, case_id, path[, mpp])")
+    p.add_argument("--models-dir", required=True, help="results/models/<model> of a training run")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--features-dir", default=None,
+                   help="features already extracted with the training settings (default: process the slides)")
+    p.add_argument("--work-dir", default=None, help="where to segment/tile/extract (default: beside --out)")
+    p.add_argument("--heatmaps-dir", default=None, help="also write attention heatmaps here")
+    p.add_argument("--allow-other-mpp", action="store_true",
+                   help="score slides scanned at another resolution than the training slides")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("heatmaps", help="attention heatmaps of one fold's held-out patients")
+    p.add_argument("--model", required=True, help="model.pt of the fold")
+    p.add_argument("--fold-csv", required=True)
+    p.add_argument("--patients", required=True)
+    p.add_argument("--slide-sheet", required=True)
+    p.add_argument("--features-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_heatmaps)
 
     p = sub.add_parser("slide-report", help="cohort QC table: tissue, pieces and tiles per slide")
     p.add_argument("--stats", nargs="+", required=True, help="segment stats JSON files")

@@ -122,3 +122,15 @@ def read_features(path) -> tuple[np.ndarray, np.ndarray | None, dict]:
     if feats.ndim != 2:
         raise GhanetError(f"feature file {path}: features have shape {feats.shape}, expected N x D")
     return feats.astype(np.float32, copy=False), coords, attrs
+
+
+def feature_coords_attrs(path, fallback: dict) -> dict:
+    """The tiling attributes (patch level, read size, ...) on the `coords` dataset of one of our
+    feature files; `fallback` for files without them (CLAM/TRIDENT/MCAT)."""
+    path = Path(path)
+    if path.suffix != ".h5":
+        return fallback
+    with h5py.File(path, "r") as f:
+        if "coords" not in f or not len(f["coords"].attrs):
+            return fallback
+        return {k: _plain(v) for k, v in f["coords"].attrs.items()}

@@ -129,11 +129,9 @@ class GHANet(nn.Module):
         f = (y + r) / 2
         f = self.mhsa(f, f)[0] + f
         f = self.ff3(self.ln_ff3(f)) + f
-        out_logits = self.classifier(self.compress(f).reshape(1, -1))
-        hazards = torch.sigmoid(out_logits)
-        surv = torch.cumprod(1 - hazards, dim=1)
-        return {"logits": out_logits, "hazards": hazards, "survival": surv, "risk": -surv.sum(dim=1),
-                "reconstructions": recon, "morphology_attention": e1, "family_attention": e2}
+        out = _survival_outputs(self.classifier(self.compress(f).reshape(1, -1)))
+        out.update(reconstructions=recon, morphology_attention=e1, family_attention=e2, family_logits=m)
+        return out
 
 
 def nll_survival_loss(hazards: torch.Tensor, survival: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
@@ -163,3 +161,48 @@ def ghanet_loss(out: dict, y, c, targets: list[torch.Tensor], recon_weight: floa
     surv = nll_survival_loss(out["hazards"], out["survival"], y, c)
     recon = [reconstruction_loss(p, t) for p, t in zip(out["reconstructions"], targets)]
     return surv + recon_weight * torch.stack(recon).sum(), surv, recon
+
+
+def _survival_outputs(logits: torch.Tensor) -> dict:
+    hazards = torch.sigmoid(logits)
+    surv = torch.cumprod(1 - hazards, dim=1)
+    return {"logits": logits, "hazards": hazards, "survival": surv, "risk": -surv.sum(dim=1)}
+
+
+class ABMIL(nn.Module):
+    """Baseline, slides only: gated-attention MIL (Ilse et al. 2018) as in MCAT's AttnMIL."""
+
+    def __init__(self, in_dim: int = 1024, dim: int = 512, n_bins: int = 4, dropout: float = 0.25):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), nn.Dropout(dropout))
+        self.att_a = nn.Sequential(nn.Linear(dim, dim // 2), nn.Tanh(), nn.Dropout(dropout))
+        self.att_b = nn.Sequential(nn.Linear(dim, dim // 2), nn.Sigmoid(), nn.Dropout(dropout))
+        self.att_c = nn.Linear(dim // 2, 1)
+        self.rho = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Dropout(dropout))
+        self.classifier = nn.Linear(dim // 2, n_bins)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        if x.dim() != 2 or x.shape[0] == 0:
+            raise ValueError(f"expected a non-empty N x D bag of patch features, got {tuple(x.shape)}")
+        h = self.embed(x)
+        a = self.att_c(self.att_a(h) * self.att_b(h)).T.softmax(dim=-1)  # 1 x N
+        out = _survival_outputs(self.classifier(self.rho(a @ h)))
+        out["morphology_attention"] = a
+        return out
+
+
+class SNN(nn.Module):
+    """Baseline, genomics only: self-normalising network (Klambauer et al. 2017) as in MCAT."""
+
+    def __init__(self, in_dim: int, dim: int = 256, n_bins: int = 4, dropout: float = 0.25):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, dim), nn.ELU(), nn.AlphaDropout(dropout),
+                                 nn.Linear(dim, dim), nn.ELU(), nn.AlphaDropout(dropout))
+        self.classifier = nn.Linear(dim, n_bins)
+        for m in self.modules():  # LeCun-normal init keeps the activations self-normalising
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, m.in_features ** -0.5)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, omics: torch.Tensor) -> dict:
+        return _survival_outputs(self.classifier(self.net(omics.view(1, -1))))

@@ -12,7 +12,7 @@ from conftest import CMU_SLIDE, snakemake
 
 # 8 patients in 2 folds with 2 time bins: the smallest demo every stage can fit
 TINY_DEMO = {"demo": {"patients": 8, "seed": 1, "width_px": 1536, "height_px": 1024},
-             "splits": {"folds": 2}, "labels": {"n_bins": 2}}
+             "splits": {"folds": 2}, "labels": {"n_bins": 2}, "train": {"epochs": 2, "grad_accum": 4}}
 
 
 def _config(tmp_path, extra):
@@ -24,7 +24,7 @@ def _config(tmp_path, extra):
 def test_dry_run_lists_every_stage(tmp_path):
     proc = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
     assert proc.returncode == 0, proc.stderr
-    for rule in ("demo_cohort", "segment", "tile", "extract", "splits", "genes"):
+    for rule in ("demo_cohort", "segment", "tile", "extract", "splits", "genes", "train", "evaluate"):
         assert rule in proc.stdout
 
 
@@ -55,9 +55,20 @@ def test_demo_runs_end_to_end(tmp_path):
         sel = json.loads((tmp_path / f"results/genes/fold_{k}/selection.json").read_text())
         assert sel["fold"] == k and all(n >= 1 for n in sel["sizes"].values())
         assert (tmp_path / f"results/cohort/fold_{k}.csv").exists()
-    # nothing left to do afterwards, and runtime knobs (batch size, readers, threads) change nothing
+    # every model on every fold, compared out of fold
+    table = pd.read_csv(tmp_path / "results/evaluate/comparison.csv")
+    assert sorted(table.model) == ["abmil", "ghanet", "snn"] and (table.folds == 2).all()
+    folds = pd.read_csv(tmp_path / "results/evaluate/folds.csv")
+    assert len(folds) == 6 and folds.n_val.sum() == 3 * len(set(sheet.case_id))
+    for png in ("km.png", "c_index.png"):
+        assert (tmp_path / "results/evaluate" / png).stat().st_size > 0
+    for model in ("abmil", "ghanet", "snn"):
+        assert (tmp_path / f"results/models/{model}/fold_1/loss.png").stat().st_size > 0
+    # nothing left to do afterwards, and runtime knobs (batch size, readers, threads, device)
+    # change nothing
     again = snakemake(tmp_path, "-n", "--set-resources", "extract:batch_size=8",
-                      "extract:loader_workers=2", "--set-threads", "extract=1",
+                      "extract:loader_workers=2", "train:device=cpu", "extract:device=cpu",
+                      "--set-threads", "extract=1", "train=2",
                       configfile=_config(tmp_path, TINY_DEMO))
     assert "Nothing to be done" in again.stdout + again.stderr
     # an encoder-section edit reruns extraction only
@@ -67,7 +78,13 @@ def test_demo_runs_end_to_end(tmp_path):
     assert jobs.get("extract") == len(sheet) and "segment" not in jobs and "tile" not in jobs
     # a gene-selection edit reruns the per-fold selections only
     plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, genes={"alpha": 0.01})))
-    assert _job_counts(plan.stdout) == {"genes": 2, "all": 1}
+    assert _job_counts(plan.stdout) == {"genes": 2, "train": 6, "evaluate": 1, "all": 1}
+    # a training edit retrains every model and fold and re-evaluates, nothing upstream
+    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, train={"epochs": 3, "grad_accum": 4})))
+    assert _job_counts(plan.stdout) == {"train": 6, "evaluate": 1, "all": 1}
+    # an evaluation edit re-evaluates only
+    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, evaluate={"risk_groups": "tertiles"})))
+    assert _job_counts(plan.stdout) == {"evaluate": 1, "all": 1}
 
 
 def _job_counts(dry_run_stdout: str) -> dict:

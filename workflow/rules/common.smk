@@ -12,6 +12,9 @@ USE_DEMO = not config["cohort"]["slide_sheet"]
 ENCODER_TAG = config["extract"]["encoder"].replace(":", "-").replace("/", "-")
 FEATURES_DIR = f"{RESULTS}/features/{ENCODER_TAG}"
 COHORT_DIR = f"{RESULTS}/cohort"
+MODELS_DIR = f"{RESULTS}/models"
+EVAL_DIR = f"{RESULTS}/evaluate"
+MODELS = config["train"]["models"]
 FOLDS = list(range(config["splits"]["folds"]))
 SHEET = f"{DEMO_DIR}/slides.csv" if USE_DEMO else config["cohort"]["slide_sheet"]
 CLINICAL = f"{DEMO_DIR}/clinical.csv" if USE_DEMO else config["cohort"]["clinical"]
@@ -36,11 +39,31 @@ def _slides():
     }
 
 
-SLIDES = _slides()
+def _predict_slides(cohort):
+    """Slides of the patients to score (predict.slide_sheet); they share the slide rules."""
+    if not config["predict"]["slide_sheet"]:
+        return {}
+    sheet = read_slide_sheet(config["predict"]["slide_sheet"])
+    slides = {}
+    for sid, row in sheet.iterrows():
+        if sid in cohort and cohort[sid]["path"] != row["path"]:
+            raise ValueError(f"predict sheet: slide id {sid} is also a training slide with another path; "
+                             "rename it in the predict sheet")
+        slides[sid] = {"path": row["path"], "case_id": row["case_id"],
+                       "mpp": None if row["mpp"] != row["mpp"] else float(row["mpp"])}
+    return slides
+
+
+COHORT_SLIDES = _slides()
+PREDICT_SLIDES = _predict_slides(COHORT_SLIDES)
+SLIDES = {**COHORT_SLIDES, **PREDICT_SLIDES}
+PREDICT_DIR = f"{RESULTS}/predict"
 
 
 wildcard_constraints:
     slide="|".join(map(lambda s: s.replace(".", r"\."), SLIDES)) or "NO_SLIDES",
+    model="|".join(MODELS),
+    fold=r"\d+",
 
 
 def slide_path(wildcards):
@@ -51,7 +74,8 @@ def slide_input(wildcards):
     """The slide as an input when it exists (or the demo will make it). A missing file is not an
     input, so the DAG still builds and only that slide's job fails, with a message naming it."""
     path = SLIDES[wildcards.slide]["path"]
-    return [path] if USE_DEMO or Path(path).exists() else []
+    demo_slide = USE_DEMO and wildcards.slide in COHORT_SLIDES
+    return [path] if demo_slide or Path(path).exists() else []
 
 
 def section_json(name):
@@ -86,4 +110,9 @@ def all_targets():
     targets.append(f"{RESULTS}/report/slides.csv")
     if HAS_GENOMICS:
         targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
+        targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]
+        if "ghanet" in MODELS:
+            targets += [f"{RESULTS}/heatmaps/fold_{k}" for k in FOLDS]
+    if PREDICT_SLIDES:
+        targets.append(f"{PREDICT_DIR}/predictions.csv")
     return targets

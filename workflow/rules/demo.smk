@@ -3,7 +3,7 @@
 
 rule demo_cohort:
     output:
-        slides=[f"{DEMO_DIR}/slides/{sid}.tiff" for sid in SLIDES] if USE_DEMO else [],
+        slides=[f"{DEMO_DIR}/slides/{sid}.tiff" for sid in COHORT_SLIDES] if USE_DEMO else [],
         sheet=f"{DEMO_DIR}/slides.csv",
         clinical=f"{DEMO_DIR}/clinical.csv",
         signatures=f"{DEMO_DIR}/signatures.csv",

@@ -1,5 +1,5 @@
 # Patch features, one job per slide (logic: ghanet_pipeline/extract.py). Batch size, loader
-# workers and threads are runtime resources: changing them reruns nothing.
+# workers, device and threads are runtime resources: changing them reruns nothing.
 
 
 rule extract:
@@ -22,8 +22,9 @@ rule extract:
         gpu=1,
         batch_size=64,
         loader_workers=1,
+        device="auto",
     shell:
         "ghanet extract --slide {params.slide:q} --slide-id {wildcards.slide:q}"
         " --coords {input.coords:q} --params {params.section:q} --features {output.features:q} {params.pt}"
-        " --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
+        " --device {resources.device} --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
         " 2> {log:q}"

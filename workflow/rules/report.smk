@@ -6,7 +6,7 @@ rule slide_report:
         stats=[f"{RESULTS}/segment/{sid}.stats.json" for sid in SLIDES],
         coords=[f"{RESULTS}/tile/{sid}.h5" for sid in SLIDES],
     output:
-        f"{RESULTS}/report/slides.csv",
+        report(f"{RESULTS}/report/slides.csv", caption="../report/slides.rst", category="Slides"),
     log:
         f"{RESULTS}/logs/slide_report.log",
     benchmark:

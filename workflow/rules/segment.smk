@@ -6,7 +6,8 @@ rule segment:
         slide=slide_input,
     output:
         geojson=f"{RESULTS}/segment/{{slide}}.geojson",
-        qc=f"{RESULTS}/segment/{{slide}}.qc.png",
+        qc=report(f"{RESULTS}/segment/{{slide}}.qc.png", caption="../report/segment_qc.rst",
+                  category="Slide QC", subcategory="segmentation", labels={"slide": "{slide}"}),
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
     params:
         slide=slide_path,

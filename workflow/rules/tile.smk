@@ -1,16 +1,24 @@
 # Physical tiling of the tissue, one job per slide (logic: ghanet_pipeline/tile.py).
 
 
+def tile_section(wildcards):
+    tile = dict(config["tile"])
+    if wildcards.slide not in COHORT_SLIDES:
+        tile["on_empty"] = "record"  # a patient to score without tissue gets a reason, not a failed run
+    return json.dumps(tile, sort_keys=True)
+
+
 rule tile:
     input:
         slide=slide_input,
         contours=f"{RESULTS}/segment/{{slide}}.geojson",
     output:
         coords=f"{RESULTS}/tile/{{slide}}.h5",
-        qc=f"{RESULTS}/tile/{{slide}}.qc.png",
+        qc=report(f"{RESULTS}/tile/{{slide}}.qc.png", caption="../report/tile_qc.rst",
+                  category="Slide QC", subcategory="tiling", labels={"slide": "{slide}"}),
     params:
         slide=slide_path,
-        section=section_json("tile"),
+        section=tile_section,
         mpp=mpp_args,
     log:
         f"{RESULTS}/logs/tile/{{slide}}.log",

@@ -1,0 +1,181 @@
+"""Stage `predict`: risk scores for patients who have slides and nothing else.
+
+Every fold's checkpoint of one trained model is applied to each patient's bag (all slides
+together); the ensemble risk is the mean over folds. Risk groups use the mean over folds of the
+cut-offs each fold fixed on its training patients. Slides must have been processed with the
+settings the models were trained with: the encoder identity recorded in each feature file is
+checked against the checkpoints, and a slide whose level-0 resolution none of the training slides
+had is refused unless `allow_other_mpp` (tiles are read at the same physical resolution either
+way; the check guards against a scanner or magnification the models never saw).
+
+Two entry points: `run` (a slide sheet; segments, tiles and extracts the slides itself with the
+checkpoints' settings unless given a folder of features) and `predict_slide` (one slide, Python).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import formats, heatmap, train
+from .errors import GhanetError
+from .io import atomic_path
+from .risk import risk_group
+
+log = logging.getLogger("ghanet.predict")
+ENCODER_KEYS = ("encoder", "weights_sha256", "patch_size", "target_mpp")
+
+
+def load_models(models_dir) -> list[dict]:
+    """Every fold's checkpoint of one model, in fold order; a missing fold is an error."""
+    d = Path(models_dir)
+    paths = sorted(d.glob("fold_*/model.pt"))
+    if not paths:
+        raise GhanetError(f"model directory {d} has no fold_<k>/model.pt; point it at results/models/<model> "
+                          "of a finished training run")
+    ckpts = {c["fold"]: c for c in map(train.load_checkpoint, paths)}
+    first = ckpts[min(ckpts)]
+    k = first["config"].get("splits", {}).get("folds", len(ckpts))
+    missing = [f for f in range(k) if f not in ckpts]
+    if missing:
+        raise GhanetError(f"model directory {d} has no fold {missing[0]} ({d}/fold_{missing[0]}/model.pt) of the "
+                          f"{k} it was trained with; rerun its training, or copy the complete model directory")
+    if first["model"] not in train.SLIDE_MODELS:
+        raise GhanetError(f"{d} holds {first['model']} models, which need genomics; predict takes a slide "
+                          f"model ({', '.join(train.SLIDE_MODELS)})")
+    for c in ckpts.values():
+        if c["model"] != first["model"] or c["encoder"] != first["encoder"]:
+            raise GhanetError(f"{d}/fold_{c['fold']} was trained with another model or encoder than fold "
+                              f"{first['fold']}; the directory mixes runs")
+    return [ckpts[f] for f in range(k)]
+
+
+def check_slide(slide_id: str, attrs: dict, ckpt: dict, allow_other_mpp: bool) -> None:
+    want = ckpt["encoder"] or {}
+    for key in ENCODER_KEYS:
+        if key in want and key in attrs:
+            a, b = attrs[key], want[key]
+            same = np.isclose(float(a), float(b)) if isinstance(b, (int, float)) else a == b
+            if not same:
+                raise GhanetError(f"slide {slide_id}: features made with {key} = {a}, the models with {b}; "
+                                  "process the slide with the training run's segment/tile/extract settings")
+    mpps, mpp = ckpt.get("slide_mpps") or [], attrs.get("level0_mpp")
+    tol = ckpt["config"].get("tile", {}).get("mpp_tolerance", 0.05)
+    if mpps and mpp is not None and not allow_other_mpp and not any(abs(mpp / m - 1) <= tol for m in mpps):
+        raise GhanetError(f"slide {slide_id} is scanned at {mpp:g} um/px, the models were trained on slides at "
+                          f"{', '.join(f'{m:g}' for m in mpps)} um/px; set predict.allow_other_mpp: true "
+                          "(--allow-other-mpp) to score it anyway")
+
+
+def _cutoffs(ckpts: list[dict]) -> dict:
+    cuts = [c["risk_cutoffs"] for c in ckpts]
+    return {"median": float(np.mean([c["median"] for c in cuts])),
+            "tertiles": np.mean([c["tertiles"] for c in cuts], axis=0).tolist()}
+
+
+def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str = "median",
+          allow_other_mpp: bool = False, heatmaps_dir=None, failed: dict | None = None) -> pd.DataFrame:
+    """One row per patient of `slides` (slide_id, case_id[, path]). `failed`: slide_id -> reason for
+    slides that could not be processed; their patients get no score and the reason."""
+    failed = failed or {}
+    modules = [c["module"] for c in ckpts]
+    families = list(ckpts[0]["families"])
+    cut = _cutoffs(ckpts)
+    rows = []
+    for case_id, group in slides.groupby("case_id", sort=True):
+        sids = sorted(group.slide_id)  # the order the training bags were built in
+        row = {"case_id": case_id, "risk": np.nan, "risk_group": "", "n_slides": len(sids), "n_tiles": 0,
+               **{f"risk_fold_{c['fold']}": np.nan for c in ckpts}, "status": "ok", "reason": ""}
+        bad = [s for s in sids if s in failed]
+        if bad:
+            rows.append(dict(row, status="failed", reason=f"slide {bad[0]}: {failed[bad[0]]}"))
+            continue
+        parts = []
+        for sid in sids:
+            feats, coords, attrs = formats.read_features(train.feature_path(features_dir, sid))
+            check_slide(sid, attrs, ckpts[0], allow_other_mpp)
+            if len(feats) and ckpts[0]["model_args"]["in_dim"] != feats.shape[1]:
+                raise GhanetError(f"slide {sid}: {feats.shape[1]}-d features, the models take "
+                                  f"{ckpts[0]['model_args']['in_dim']}-d; extract with the training encoder")
+            path = group.set_index("slide_id").at[sid, "path"] if "path" in group else None
+            parts.append({"slide_id": sid, "path": path, "features": feats, "coords": coords,
+                          "attrs": formats.feature_coords_attrs(train.feature_path(features_dir, sid), attrs)})
+        n = sum(len(p["features"]) for p in parts)
+        row["n_tiles"] = n
+        if n == 0:
+            rows.append(dict(row, status="no tiles", reason=f"no tissue tile in {', '.join(sids)}; see the "
+                             "slide's segmentation QC image (no score is given)"))
+            continue
+        bag = torch.from_numpy(np.concatenate([p["features"] for p in parts]))
+        with torch.no_grad():
+            risks = [float(m(bag)["risk"][0]) for m in modules]
+        for c, r in zip(ckpts, risks):
+            row[f"risk_fold_{c['fold']}"] = r
+        row["risk"] = float(np.mean(risks))
+        row["risk_group"] = str(risk_group([row["risk"]], cut, scheme)[0])
+        rows.append(row)
+        if heatmaps_dir is not None and all(p["path"] for p in parts):
+            heatmap.render_patient(modules, families, parts, heatmaps_dir)
+    return pd.DataFrame(rows)
+
+
+def _process_slides(sheet: pd.DataFrame, sections: dict, work: Path, device: str, threads: int | None) -> dict:
+    """Segment, tile and extract each slide with the checkpoints' settings; returns failures."""
+    from . import extract, segment, tile
+
+    failed = {}
+    tile_params = dict(sections["tile"], on_empty="record")  # a slide without tissue gets a reason, not a crash
+    for row in sheet.itertuples():
+        sid, mpp = row.slide_id, getattr(row, "mpp", None)
+        mpp = None if mpp is None or mpp != mpp else float(mpp)
+        try:
+            segment.run(row.path, sid, sections["segment"], geojson=work / f"{sid}.geojson",
+                        qc_png=work / f"{sid}.qc.png", stats_json=work / f"{sid}.stats.json", sheet_mpp=mpp)
+            tile.run(row.path, sid, tile_params, contours=work / f"{sid}.geojson", coords_h5=work / f"{sid}.coords.h5",
+                     qc_png=work / f"{sid}.tiles.png", sheet_mpp=mpp)
+            extract.run(row.path, sid, sections["extract"], coords_h5=work / f"{sid}.coords.h5",
+                        features_h5=work / "features" / f"{sid}.h5", device=device, threads=threads)
+        except GhanetError as exc:
+            log.error("%s", exc)
+            failed[sid] = str(exc)
+    return failed
+
+
+def run(slide_sheet, models_dir, *, out_csv, features_dir=None, work_dir=None, scheme: str = "median",
+        allow_other_mpp: bool = False, heatmaps_dir=None, device: str = "auto",
+        threads: int | None = None) -> pd.DataFrame:
+    from .sheet import read_slide_sheet
+
+    ckpts = load_models(models_dir)
+    sheet = read_slide_sheet(slide_sheet).reset_index(drop=True)
+    failed = {}
+    if features_dir is None:
+        work = Path(work_dir or Path(out_csv).parent / "work")
+        failed = _process_slides(sheet, ckpts[0]["config"], work, device, threads)
+        features_dir = work / "features"
+    table = score(sheet, features_dir, ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp,
+                  heatmaps_dir=heatmaps_dir, failed=failed)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    log.info("predict: %d patients scored, %d without a score", int((table.status == "ok").sum()),
+             int((table.status != "ok").sum()))
+    return table
+
+
+def predict_slide(slide_path, models_dir, *, slide_id: str | None = None, mpp: float | None = None,
+                  scheme: str = "median", allow_other_mpp: bool = False, device: str = "auto",
+                  heatmaps_dir=None) -> dict:
+    """Score one slide (as one patient) with every fold of a trained model; returns the CSV row as a dict."""
+    slide_id = slide_id or Path(slide_path).stem
+    sheet = pd.DataFrame({"slide_id": [slide_id], "case_id": [slide_id], "path": [str(slide_path)], "mpp": [mpp]})
+    ckpts = load_models(models_dir)
+    with tempfile.TemporaryDirectory(prefix="ghanet-predict-") as tmp:
+        failed = _process_slides(sheet, ckpts[0]["config"], Path(tmp), device, None)
+        table = score(sheet, Path(tmp) / "features", ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp,
+                      heatmaps_dir=heatmaps_dir, failed=failed)
+    return table.iloc[0].to_dict()

@@ -1,0 +1,422 @@
+"""Stage `train`: one model (G-HANet, ABMIL or SNN) on one fold.
+
+Reads the fold's training patients, their patch features (all slides concatenated) and the fold's
+gene selection (targets for G-HANet, inputs for the SNN), trains for a fixed number of epochs
+(or, if asked, stops early on an inner validation split of the *training* patients; the scored
+fold is never looked at), then scores every patient of the fold. The checkpoint carries what a
+later `predict` needs to use the model alone: config, encoder identity, selected features, scaler,
+time-bin edges, seed, risk cut-offs and package version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__, formats, splits
+from .errors import GhanetError
+from .io import atomic_path
+from .risk import cutoffs_from
+from .model import ABMIL, SNN, GHANet, ghanet_loss, nll_survival_loss
+
+log = logging.getLogger("ghanet.train")
+MODELS = ("ghanet", "abmil", "snn")
+SLIDE_MODELS = ("ghanet", "abmil")  # models whose input is the slides (the SNN reads genomics)
+CHECKPOINT_FORMAT = "ghanet-pipeline checkpoint 1"
+# a fold's bags are kept in memory when they fit in this; otherwise read from disk each step
+CACHE_BYTES = 4 << 30
+
+
+def feature_path(features_dir, slide_id: str) -> Path:
+    """Our layout (<dir>/<slide>.h5) first, then the layouts users bring: CLAM's h5_files/ and
+    pt_files/, TRIDENT's flat .h5, MCAT's flat .pt."""
+    d = Path(features_dir)
+    for cand in (d / f"{slide_id}.h5", d / "h5_files" / f"{slide_id}.h5", d / f"{slide_id}.pt",
+                 d / "pt_files" / f"{slide_id}.pt"):
+        if cand.exists():
+            return cand
+    return d / f"{slide_id}.h5"  # read_features names this path in its error
+
+
+def read_bag(features_dir, slide_ids: list[str], case_id: str, dim: int | None = None) -> tuple[np.ndarray, dict]:
+    """A patient's patch features, all slides concatenated in slide-id order, and the first
+    slide's attributes (encoder identity)."""
+    parts, attrs = [], {}
+    for sid in slide_ids:
+        feats, _, a = formats.read_features(feature_path(features_dir, sid))
+        if dim is not None and feats.shape[1] != dim:
+            raise GhanetError(f"patient {case_id}: slide {sid} has {feats.shape[1]}-d features, the "
+                              f"others {dim}-d; extract every slide with the same encoder")
+        dim = feats.shape[1]
+        parts.append(feats)
+        attrs = attrs or a
+    bag = np.concatenate(parts) if parts else np.empty((0, dim or 0), np.float32)
+    return bag, attrs
+
+
+@dataclass
+class Fold:
+    """One fold's patients with their labels, targets and inputs, and the fitted preprocessing."""
+    fold: int
+    table: pd.DataFrame  # index case_id: survival_months, censorship, bin, slide_ids
+    train_ids: list[str]
+    val_ids: list[str]
+    families: dict[str, list[str]]
+    scaler: pd.DataFrame  # mean, std per selected feature
+    edges: np.ndarray
+    omics: pd.DataFrame = field(repr=False)  # standardised selected features per patient
+
+    @property
+    def selected(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for cols in self.families.values():
+            seen.update(dict.fromkeys(cols))
+        return list(seen)
+
+    def targets(self, case_id: str) -> list[np.ndarray]:
+        row = self.omics.loc[case_id]
+        return [row[cols].to_numpy(np.float32) for cols in self.families.values()]
+
+    def omic_vector(self, case_id: str) -> np.ndarray:
+        return self.omics.loc[case_id, self.selected].to_numpy(np.float32)
+
+
+def load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold: int) -> Fold:
+    patients = splits.read_patients(patients_csv)
+    train_ids, val_ids = splits.read_fold(fold_csv)
+    selection = json.loads(Path(selection_json).read_text())
+    if selection.get("fold", fold) != fold:
+        raise GhanetError(f"{selection_json} is the selection of fold {selection['fold']}, not {fold}")
+    families = selection["families"]
+    scaler = pd.read_csv(scaler_csv, index_col="feature")
+    missing = [p for p in train_ids + val_ids if p not in patients.index]
+    if missing:
+        raise GhanetError(f"fold {fold} names patient {missing[0]}, who is not in {patients_csv}; "
+                          "rerun the splits stage")
+    edges = np.asarray(selection["bin_edges"], np.float64)
+    table = patients.loc[train_ids + val_ids, ["survival_months", "censorship", "slide_ids"]].copy()
+    table["bin"] = splits.assign_bins(table["survival_months"], edges)
+    table["split"] = ["train"] * len(train_ids) + ["val"] * len(val_ids)
+    cols = list(dict.fromkeys(c for cs in families.values() for c in cs))
+    omics = (patients.loc[table.index, cols] - scaler.loc[cols, "mean"]) / scaler.loc[cols, "std"]
+    return Fold(fold, table, train_ids, val_ids, families, scaler.loc[cols], edges, omics)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    # identical results for a seed on CPU; on a GPU some kernels have no deterministic variant
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_model(name: str, model_params: dict, n_bins: int, in_dim: int, family_dims: list[int],
+                omic_dim: int) -> torch.nn.Module:
+    mp = model_params
+    if name == "ghanet":
+        return GHANet(family_dims, in_dim=in_dim, dim=mp["hidden_dim"], heads=mp["heads"],
+                      head_dim=mp["head_dim"], n_bins=n_bins, topk_ratio=mp["topk_ratio"],
+                      dropout=mp["dropout"], share_attention=mp["share_attention"])
+    if name == "abmil":
+        return ABMIL(in_dim=in_dim, dim=mp["hidden_dim"], n_bins=n_bins, dropout=mp["dropout"])
+    if name == "snn":
+        return SNN(omic_dim, n_bins=n_bins, dropout=mp["dropout"])
+    raise GhanetError(f"unknown model {name!r}; train.models takes {', '.join(MODELS)}")
+
+
+def _level0_mpp(features_dir, slide_id: str) -> float | None:
+    path = feature_path(features_dir, slide_id)
+    if path.suffix != ".h5":
+        return None
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        v = f.attrs.get("level0_mpp")
+    return float(v) if v is not None else None
+
+
+class Inputs:
+    """Per-patient model inputs: the bag (slide models) or the omic vector (SNN). Bags are cached
+    in memory when the fold's bags fit in CACHE_BYTES, else read from disk at each use."""
+
+    def __init__(self, model_name: str, fold: Fold, features_dir, device, on_problem: str):
+        self.model_name, self.fold, self.features_dir, self.device = model_name, fold, features_dir, device
+        self.cache: dict[str, torch.Tensor] = {}
+        self.n_patches: dict[str, int] = {}
+        self.encoder: dict = {}
+        self.level0_mpps: set[float] = set()
+        self.excluded: list[tuple[str, str]] = []
+        self.dim = None
+        if model_name not in SLIDE_MODELS:
+            return
+        total = 0
+        for case_id, row in fold.table.iterrows():
+            bag, attrs = read_bag(features_dir, row["slide_ids"].split(";"), case_id, self.dim)
+            if len(bag) == 0:
+                reason = f"patient {case_id} has no patch in any slide ({row['slide_ids']})"
+                if on_problem == "fail":
+                    raise GhanetError(f"{reason}; see results/report/slides.csv, or set "
+                                      "cohort.on_problem: exclude to leave the patient out")
+                self.excluded.append((case_id, reason))
+                continue
+            self.dim = bag.shape[1]
+            self.encoder = self.encoder or {k: attrs[k] for k in (
+                "encoder", "weights_sha256", "precision", "dim", "patch_size", "target_mpp") if k in attrs}
+            self.n_patches[case_id] = len(bag)
+            for sid in row["slide_ids"].split(";"):
+                mpp = _level0_mpp(features_dir, sid)
+                if mpp:
+                    self.level0_mpps.add(round(mpp, 4))
+            total += bag.nbytes
+            if total <= CACHE_BYTES:
+                self.cache[case_id] = torch.from_numpy(bag)
+        if total > CACHE_BYTES:
+            self.cache.clear()
+            log.info("bags of fold %d take %.1f GB: read from disk at each step", fold.fold, total / 1e9)
+
+    def usable(self, ids: list[str]) -> list[str]:
+        gone = {c for c, _ in self.excluded}
+        return [c for c in ids if c not in gone]
+
+    def __call__(self, case_id: str) -> torch.Tensor:
+        if self.model_name not in SLIDE_MODELS:
+            return torch.from_numpy(self.fold.omic_vector(case_id)).to(self.device)
+        bag = self.cache.get(case_id)
+        if bag is None:
+            slides = self.fold.table.at[case_id, "slide_ids"].split(";")
+            bag = torch.from_numpy(read_bag(self.features_dir, slides, case_id, self.dim)[0])
+        return bag.to(self.device)
+
+
+def _loss(model_name, out, fold: Fold, case_id, device, recon_weight):
+    y = torch.tensor([int(fold.table.at[case_id, "bin"])], device=device)
+    c = torch.tensor([float(fold.table.at[case_id, "censorship"])], device=device)
+    if model_name == "ghanet":
+        targets = [torch.from_numpy(t).to(device) for t in fold.targets(case_id)]
+        total, surv, recon = ghanet_loss(out, y, c, targets, recon_weight)
+        return total, surv, [r.item() for r in recon]
+    surv = nll_survival_loss(out["hazards"], out["survival"], y, c)
+    return surv, surv, []
+
+
+def balanced_order(labels: np.ndarray, n: int, gen: torch.Generator, balanced: bool) -> list[int]:
+    """One epoch's patient order: weighted sampling with replacement, each bin x censorship class
+    weighted by N / its size (MCAT/G-HANet), or a plain permutation."""
+    if not balanced:
+        return torch.randperm(n, generator=gen).tolist()
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    weights = torch.as_tensor(n / counts[inverse], dtype=torch.double)
+    return torch.multinomial(weights, n, replacement=True, generator=gen).tolist()
+
+
+def _inner_split(fold: Fold, ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    from sklearn.model_selection import train_test_split
+
+    cens = fold.table.loc[ids, "censorship"].to_numpy()
+    strat = cens if np.bincount(cens.astype(int)).min() >= 2 else None
+    fit, inner = train_test_split(ids, test_size=fraction, random_state=seed, stratify=strat)
+    return list(fit), list(inner)
+
+
+@torch.no_grad()
+def _mean_loss(model, model_name, inputs, fold, ids, device, recon_weight) -> float:
+    model.eval()
+    return float(np.mean([_loss(model_name, model(inputs(c)), fold, c, device, recon_weight)[0].item()
+                          for c in ids]))
+
+
+def fit(model_name: str, fold: Fold, inputs: Inputs, params: dict, model_params: dict, device) -> tuple:
+    """Train; returns (model, per-epoch log DataFrame, ids trained on)."""
+    from tqdm import tqdm
+
+    seed = params["seed"]
+    _seed_everything(seed)
+    ids = inputs.usable(fold.train_ids)
+    inner: list[str] = []
+    if params["inner_val_fraction"] > 0:
+        ids, inner = _inner_split(fold, ids, params["inner_val_fraction"], seed)
+    sizes = [len(c) for c in fold.families.values()]
+    model = build_model(model_name, model_params, len(fold.edges) - 1, inputs.dim or 0, sizes,
+                        len(fold.selected)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params["epochs"])
+             if params["scheduler"] == "cosine" else None)
+    gen = torch.Generator().manual_seed(seed)
+    labels = (fold.table.loc[ids, "bin"] * 2 + fold.table.loc[ids, "censorship"]).to_numpy()
+    accum, seen, rows = params["grad_accum"], 0, []
+    best = (np.inf, None, 0)
+    opt.zero_grad()
+    bar = tqdm(range(params["epochs"]), desc=f"{model_name} fold {fold.fold}", mininterval=2)
+    for epoch in bar:
+        model.train()
+        t0, losses, survs, recons = time.perf_counter(), [], [], []
+        for i in balanced_order(labels, len(ids), gen, params["balanced_sampling"]):
+            case_id = ids[i]
+            out = model(inputs(case_id))
+            total, surv, recon = _loss(model_name, out, fold, case_id, device, params["recon_weight"])
+            (total / accum).backward()
+            losses.append(total.item())
+            survs.append(surv.item())
+            recons.append(recon)
+            seen += 1
+            # the official accumulation: a step every `accum` patients, counted across epochs
+            if seen % accum == 0:
+                opt.step()
+                opt.zero_grad()
+        if sched is not None:
+            sched.step()
+        row = {"epoch": epoch + 1, "loss": np.mean(losses), "survival_loss": np.mean(survs),
+               "optimizer_steps": seen // accum, "lr": opt.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - t0}
+        if model_name == "ghanet":
+            row.update({f"recon_{f}": v for f, v in zip(fold.families, np.mean(recons, axis=0))})
+        if inner:
+            row["inner_val_loss"] = _mean_loss(model, model_name, inputs, fold, inner, device,
+                                               params["recon_weight"])
+            if row["inner_val_loss"] < best[0]:
+                best = (row["inner_val_loss"], {k: v.clone() for k, v in model.state_dict().items()}, epoch + 1)
+            elif epoch + 1 - best[2] >= params["patience"]:
+                rows.append(row)
+                log.info("early stop at epoch %d: inner validation loss best at epoch %d", epoch + 1, best[2])
+                break
+        rows.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+    if seen % accum:  # the last, partial accumulation window
+        opt.step()
+        opt.zero_grad()
+    history = pd.DataFrame(rows)
+    if inner and best[1] is not None:
+        model.load_state_dict(best[1])
+        history["chosen"] = history["epoch"] == best[2]
+    return model, history, ids
+
+
+@torch.no_grad()
+def score(model, model_name: str, fold: Fold, inputs: Inputs, ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Risk and hazards per patient (eval mode); for G-HANet also the reconstructions."""
+    model.eval()
+    rows, recon_rows = [], []
+    for case_id in ids:
+        out = model(inputs(case_id))
+        haz = out["hazards"][0].cpu().numpy()
+        rows.append({"case_id": case_id, "risk": float(out["risk"][0]),
+                     **{f"hazard_{j}": float(h) for j, h in enumerate(haz)}})
+        if model_name == "ghanet" and fold.table.at[case_id, "split"] == "val":
+            for (family, cols), pred, target in zip(fold.families.items(), out["reconstructions"],
+                                                    fold.targets(case_id)):
+                recon_rows += [{"case_id": case_id, "family": family, "feature": col, "target": float(t),
+                                "predicted": float(p)} for col, t, p in zip(cols, target, pred.cpu().numpy())]
+    df = pd.DataFrame(rows).set_index("case_id")
+    recon = pd.DataFrame(recon_rows, columns=["case_id", "family", "feature", "target", "predicted"])
+    return df, recon
+
+
+def plot_history(history: pd.DataFrame, title: str, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recon_cols = [c for c in history.columns if c.startswith("recon_")]
+    fig, axes = plt.subplots(1, 2 if recon_cols else 1, figsize=(11 if recon_cols else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(history.epoch, history.loss, "o-", label="total loss (train)")
+    ax.plot(history.epoch, history.survival_loss, "s-", label="survival NLL (train)")
+    if "inner_val_loss" in history:
+        ax.plot(history.epoch, history.inner_val_loss, "^-", label="total loss (inner validation)")
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.legend()
+    if recon_cols:
+        ax = axes[0, 1]
+        for c in recon_cols:
+            ax.plot(history.epoch, history[c], label=c[len("recon_"):])
+        ax.set(xlabel="epoch", ylabel="(1 - cos)^3 + MSE", title="reconstruction per gene family")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GhanetError(f"device {device} asked for, but this machine has no usable GPU; use --device cpu")
+    return torch.device(device)
+
+
+def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json, scaler_csv,
+        features_dir, sections: dict, out_dir, device: str = "auto", threads: int | None = None) -> dict:
+    if model_name not in MODELS:
+        raise GhanetError(f"unknown model {model_name!r}; train.models takes {', '.join(MODELS)}")
+    params, model_params = sections["train"], sections["model"]
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    fold = load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold_k)
+    inputs = Inputs(model_name, fold, features_dir, dev, sections["cohort"]["on_problem"])
+    t0 = time.perf_counter()
+    model, history, trained_on = fit(model_name, fold, inputs, params, model_params, dev)
+    seconds = time.perf_counter() - t0
+    usable = inputs.usable(list(fold.table.index))
+    risks, recon = score(model, model_name, fold, inputs, usable)
+    risks.insert(0, "split", fold.table.loc[risks.index, "split"])
+    risks.insert(1, "survival_months", fold.table.loc[risks.index, "survival_months"])
+    risks.insert(2, "censorship", fold.table.loc[risks.index, "censorship"].astype(int))
+    risks.insert(3, "bin", fold.table.loc[risks.index, "bin"])
+    risks["n_patches"] = [inputs.n_patches.get(c, 0) for c in risks.index]
+    train_risk = risks.loc[risks.split == "train", "risk"]
+    cutoffs = cutoffs_from(train_risk)
+
+    out = Path(out_dir)
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT, "version": __version__, "model": model_name, "fold": fold_k,
+        "seed": params["seed"], "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "model_args": {"n_bins": len(fold.edges) - 1, "in_dim": inputs.dim,
+                       "family_dims": [len(c) for c in fold.families.values()], "omic_dim": len(fold.selected)},
+        "config": sections, "encoder": inputs.encoder or None,
+        "families": fold.families, "scaler": {"mean": fold.scaler["mean"].to_dict(),
+                                              "std": fold.scaler["std"].to_dict()},
+        "bin_edges": fold.edges.tolist(), "train_ids": trained_on, "val_ids": fold.val_ids,
+        "risk_cutoffs": cutoffs, "excluded": inputs.excluded, "slide_mpps": sorted(inputs.level0_mpps),
+    }
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save(checkpoint, tmp)
+    with atomic_path(out / "risks.csv") as tmp:
+        risks.to_csv(tmp)
+    with atomic_path(out / "reconstruction.csv") as tmp:
+        recon.to_csv(tmp, index=False)
+    with atomic_path(out / "train_log.csv") as tmp:
+        history.to_csv(tmp, index=False)
+    plot_history(history, f"{model_name}, fold {fold_k}", out / "loss.png")
+    log.info("%s fold %d: %d epochs on %d patients in %.1f s on %s; %d held out", model_name, fold_k,
+             len(history), len(trained_on), seconds, dev, int((risks.split == "val").sum()))
+    return {"seconds": seconds, "epochs": len(history), "n_train": len(trained_on)}
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint written by `run`, checked to be one; the model is rebuilt and in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise GhanetError(f"model checkpoint {path} not found; run the train stage for this fold")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise GhanetError(f"model checkpoint {path} unreadable ({exc}); retrain this fold") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise GhanetError(f"{path} is not a ghanet-pipeline checkpoint; retrain this fold")
+    a = ckpt["model_args"]
+    model = build_model(ckpt["model"], ckpt["config"]["model"], a["n_bins"], a["in_dim"] or 0,
+                        a["family_dims"], a["omic_dim"])
+    model.load_state_dict(ckpt["state_dict"])
+    ckpt["module"] = model.eval()
+    return ckpt

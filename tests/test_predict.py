@@ -1,0 +1,129 @@
+"""Prediction from slides only: every fold's model, the checks on what it is given, and heatmaps."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import error_line, run_ghanet
+from ghanet_pipeline import formats, predict
+from test_train import DIM, make_fold, train_once
+
+
+@pytest.fixture(scope="module")
+def two_folds(tmp_path_factory):
+    """G-HANet trained on two folds of the hand-built cohort (toy features at 0.25 um/px)."""
+    root = tmp_path_factory.mktemp("twofolds")
+    for fold in (0, 1):
+        make_fold(root, fold=fold)
+        train_once(root, "ghanet", root / f"models/ghanet/fold_{fold}", fold=fold)
+    return root
+
+
+def _sheet(tmp_path, slide_ids, case="NEW"):
+    path = tmp_path / "sheet.csv"
+    pd.DataFrame({"slide_id": slide_ids, "case_id": case, "path": [f"{s}.tiff" for s in slide_ids]}).to_csv(path, index=False)
+    return path
+
+
+def _features(root, sid, n, mpp=0.25, seed=0):
+    feats = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    formats.write_features(root / f"{sid}.h5", feats, np.zeros((n, 2), int), {},
+                           {"encoder": "toy", "dim": DIM, "weights_sha256": "x", "precision": "fp32",
+                            "patch_size": 256, "target_mpp": 0.5, "level0_mpp": mpp})
+
+
+def test_every_fold_scores_and_the_ensemble_is_their_mean(two_folds, tmp_path):
+    _features(tmp_path / "f", "A1", 12)
+    _features(tmp_path / "f", "A2", 5, seed=1)
+    table = predict.run(_sheet(tmp_path, ["A1", "A2"]), two_folds / "models/ghanet", out_csv=tmp_path / "p.csv",
+                        features_dir=tmp_path / "f")
+    row = table.iloc[0]
+    assert row.status == "ok" and row.n_tiles == 17 and row.n_slides == 2
+    assert row.risk == pytest.approx((row.risk_fold_0 + row.risk_fold_1) / 2)
+    assert row.risk_fold_0 != row.risk_fold_1
+    cut = np.mean([c["risk_cutoffs"]["median"] for c in predict.load_models(two_folds / "models/ghanet")])
+    assert row.risk_group == ("high" if row.risk >= cut else "low")
+    assert pd.read_csv(tmp_path / "p.csv").case_id.tolist() == ["NEW"]
+
+
+def test_slide_of_another_resolution_is_refused_unless_allowed(two_folds, tmp_path):
+    _features(tmp_path / "f", "B1", 8, mpp=0.5)
+    proc = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
+                      "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv")
+    line = error_line(proc)
+    assert "slide B1 is scanned at 0.5 um/px" in line and "0.25" in line and "allow_other_mpp" in line
+    assert not (tmp_path / "p.csv").exists()
+    ok = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
+                    "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv", "--allow-other-mpp")
+    assert ok.returncode == 0, ok.stderr
+    assert pd.read_csv(tmp_path / "p.csv").status.tolist() == ["ok"]
+
+
+def test_a_model_directory_missing_a_fold_is_named(two_folds, tmp_path):
+    models = tmp_path / "ghanet"
+    shutil.copytree(two_folds / "models/ghanet/fold_0", models / "fold_0")
+    _features(tmp_path / "f", "C1", 8)
+    proc = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["C1"]), "--models-dir", models,
+                      "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv")
+    line = error_line(proc)
+    assert "has no fold 1" in line and "fold_1/model.pt" in line
+
+
+def test_a_patient_without_tiles_gets_no_score_and_a_reason(two_folds, tmp_path):
+    _features(tmp_path / "f", "D1", 0)
+    _features(tmp_path / "f", "E1", 9)
+    sheet = tmp_path / "sheet.csv"
+    pd.DataFrame({"slide_id": ["D1", "E1"], "case_id": ["empty", "fine"], "path": ["D1.tiff", "E1.tiff"]}).to_csv(sheet, index=False)
+    table = predict.run(sheet, two_folds / "models/ghanet", out_csv=tmp_path / "p.csv", features_dir=tmp_path / "f")
+    empty = table.set_index("case_id").loc["empty"]
+    assert empty.status == "no tiles" and np.isnan(empty.risk) and "no tissue tile in D1" in empty.reason
+    assert empty.risk_group == "" and np.isnan(empty.risk_fold_0)
+    assert table.set_index("case_id").at["fine", "status"] == "ok"
+
+
+def test_features_of_another_encoder_are_refused(two_folds, tmp_path):
+    feats = np.zeros((4, DIM), np.float32)
+    formats.write_features(tmp_path / "f/F1.h5", feats, np.zeros((4, 2), int), {},
+                           {"encoder": "uni", "weights_sha256": "x", "patch_size": 256, "target_mpp": 0.5})
+    with pytest.raises(Exception, match="slide F1: features made with encoder = uni, the models with toy"):
+        predict.run(_sheet(tmp_path, ["F1"]), two_folds / "models/ghanet", out_csv=tmp_path / "p.csv",
+                    features_dir=tmp_path / "f")
+
+
+def test_one_real_slide_through_every_stage(tmp_path, demo_cohort):
+    """The Python entry point on one real pyramidal slide: segment, tile and extract with the
+    checkpoints' settings, then every fold's model; the heatmaps are drawn on the slide."""
+    from ghanet_pipeline import extract, segment, tile, train
+    from ghanet_pipeline.config import validate_config
+
+    _, sheet = demo_cohort
+    slide = sheet.iloc[0]
+    # random encoder weights keep this fast and offline: the check is the plumbing, not the model
+    cfg = validate_config({"extract": {"encoder": "efficientnet_lite0", "weights": "random"},
+                           "train": {"epochs": 1, "grad_accum": 2}, "splits": {"folds": 2},
+                           "model": {"hidden_dim": 32, "heads": 2, "head_dim": 8}})
+    work = tmp_path / "work"
+    segment.run(slide.path, slide.slide_id, cfg["segment"], geojson=work / "s.geojson", qc_png=work / "s.png",
+                stats_json=work / "s.json")
+    tile.run(slide.path, slide.slide_id, cfg["tile"], contours=work / "s.geojson", coords_h5=work / "c.h5",
+             qc_png=work / "t.png")
+    extract.run(slide.path, slide.slide_id, cfg["extract"], coords_h5=work / "c.h5", features_h5=work / "f.h5",
+                device="cpu")
+    real, _, attrs = formats.read_features(work / "f.h5")
+    # models trained on bags of this encoder's width and identity, as a real run's would be
+    root = tmp_path / "cohort"
+    sections = {k: cfg[k] for k in ("train", "model", "cohort", "labels", "segment", "tile", "extract", "splits")}
+    for fold in (0, 1):
+        make_fold(root, fold=fold, dim=real.shape[1], attrs=attrs)
+        train.run("ghanet", fold, patients_csv=root / "patients.csv.gz", fold_csv=root / f"fold_{fold}.csv",
+                  selection_json=root / "selection.json", scaler_csv=root / "scaler.csv",
+                  features_dir=root / "features", sections=sections, out_dir=root / f"models/ghanet/fold_{fold}",
+                  device="cpu", threads=1)
+    res = predict.predict_slide(slide.path, root / "models/ghanet", slide_id=slide.slide_id, device="cpu",
+                                heatmaps_dir=tmp_path / "heat")
+    assert res["status"] == "ok" and res["n_tiles"] == len(real) > 0
+    assert res["risk"] == pytest.approx((res["risk_fold_0"] + res["risk_fold_1"]) / 2)
+    for name in ("heatmap", "top_tiles"):
+        assert (tmp_path / f"heat/{slide.slide_id}.{name}.png").read_bytes()[:4] == b"\x89PNG"

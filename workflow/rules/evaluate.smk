@@ -1,0 +1,25 @@
+# Out-of-fold comparison of every trained model (logic: ghanet_pipeline/evaluate.py).
+
+
+rule evaluate:
+    input:
+        risks=expand(f"{MODELS_DIR}/{{model}}/fold_{{fold}}/risks.csv", model=MODELS, fold=FOLDS),
+        recon=expand(f"{MODELS_DIR}/{{model}}/fold_{{fold}}/reconstruction.csv", model=MODELS, fold=FOLDS),
+    output:
+        comparison=report(f"{EVAL_DIR}/comparison.csv", caption="../report/comparison.rst",
+                          category="Model comparison"),
+        folds=report(f"{EVAL_DIR}/folds.csv", caption="../report/folds.rst", category="Model comparison"),
+        oof=f"{EVAL_DIR}/oof.csv",
+        recon=f"{EVAL_DIR}/reconstruction.csv",
+        km=report(f"{EVAL_DIR}/km.png", caption="../report/km.rst", category="Survival"),
+        c_index=report(f"{EVAL_DIR}/c_index.png", caption="../report/c_index.rst", category="Model comparison"),
+    params:
+        sections=sections_json(evaluate=config["evaluate"]),
+        model_dirs=[f"{MODELS_DIR}/{m}/fold_{k}" for m in MODELS for k in FOLDS],
+    log:
+        f"{RESULTS}/logs/evaluate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate.tsv"
+    shell:
+        "ghanet evaluate --model-dirs {params.model_dirs:q} --params {params.sections:q}"
+        " --out-dir {EVAL_DIR:q} 2> {log:q}"

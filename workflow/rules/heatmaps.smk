@@ -1,0 +1,22 @@
+# Attention heatmaps of each fold's held-out patients, drawn by that fold's G-HANet
+# (logic: ghanet_pipeline/heatmap.py).
+
+
+rule heatmaps:
+    input:
+        model=f"{MODELS_DIR}/ghanet/fold_{{fold}}/model.pt",
+        fold=f"{COHORT_DIR}/fold_{{fold}}.csv",
+        patients=f"{COHORT_DIR}/patients.csv.gz",
+        sheet=SHEET,
+        features=[f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES],
+    output:
+        report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["{name}.png"],
+               caption="../report/heatmaps.rst", category="Heatmaps", subcategory="fold {fold}",
+               labels={"fold": "{fold}", "image": "{name}"}),
+    log:
+        f"{RESULTS}/logs/heatmaps/fold_{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/heatmaps/fold_{{fold}}.tsv"
+    shell:
+        "ghanet heatmaps --model {input.model:q} --fold-csv {input.fold:q} --patients {input.patients:q}"
+        " --slide-sheet {input.sheet:q} --features-dir {FEATURES_DIR:q} --out-dir {output:q} 2> {log:q}"

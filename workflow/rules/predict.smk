@@ -1,0 +1,30 @@
+# Risk for new patients from their slides alone (logic: ghanet_pipeline/predict.py). Their slides
+# go through the same segment, tile and extract rules; `snakemake predict` asks for this target.
+
+
+rule predict:
+    input:
+        sheet=config["predict"]["slide_sheet"] or [],
+        features=[f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES],
+        models=expand(f"{MODELS_DIR}/{config['predict']['model']}/fold_{{fold}}/model.pt", fold=FOLDS),
+    output:
+        csv=report(f"{PREDICT_DIR}/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
+        heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["{name}.png"],
+                        caption="../report/predict_heatmaps.rst", category="Predictions",
+                        labels={"image": "{name}"})
+        if config["predict"]["heatmaps"] else [],
+    params:
+        sections=sections_json(evaluate=config["evaluate"], predict=config["predict"]),
+        models_dir=f"{MODELS_DIR}/{config['predict']['model']}",
+        heatmaps=f"--heatmaps-dir {PREDICT_DIR}/heatmaps" if config["predict"]["heatmaps"] else "",
+    log:
+        f"{RESULTS}/logs/predict.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/predict.tsv"
+    threads: 1
+    resources:
+        device="auto",
+    shell:
+        "ghanet predict --slide-sheet {input.sheet:q} --models-dir {params.models_dir:q}"
+        " --features-dir {FEATURES_DIR:q} --params {params.sections:q} --out {output.csv:q}"
+        " {params.heatmaps} --device {resources.device} --threads {threads} 2> {log:q}"

@@ -1,0 +1,47 @@
+# One model on one fold (logic: ghanet_pipeline/train.py). Device and threads are runtime
+# resources (e.g. --set-resources train:device=cuda:1): changing them reruns nothing.
+
+
+def train_features(wildcards):
+    """Every slide's features for the slide models; the SNN reads only genomics."""
+    if wildcards.model == "snn":
+        return []
+    return [f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES]
+
+
+rule train:
+    input:
+        features=train_features,
+        patients=f"{COHORT_DIR}/patients.csv.gz",
+        fold=f"{COHORT_DIR}/fold_{{fold}}.csv",
+        selection=f"{RESULTS}/genes/fold_{{fold}}/selection.json",
+        scaler=f"{RESULTS}/genes/fold_{{fold}}/scaler.csv",
+    output:
+        model=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/model.pt",
+        risks=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/risks.csv",
+        recon=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/reconstruction.csv",
+        history=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/train_log.csv",
+        curve=report(f"{MODELS_DIR}/{{model}}/fold_{{fold}}/loss.png", caption="../report/loss.rst",
+                     category="Training", subcategory="{model}", labels={"model": "{model}", "fold": "{fold}"}),
+    params:
+        # what the checkpoint records; the preprocessing sections let `predict` check new slides
+        sections=sections_json(
+            train=config["train"], model=config["model"], labels=config["labels"],
+            genes=config["genes"], splits=config["splits"],
+            cohort={"on_problem": config["cohort"]["on_problem"]},
+            segment=config["segment"], tile=config["tile"], extract=config["extract"],
+        ),
+        out_dir=lambda wc: f"{MODELS_DIR}/{wc.model}/fold_{wc.fold}",
+    log:
+        f"{RESULTS}/logs/train/{{model}}_fold_{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{model}}_fold_{{fold}}.tsv"
+    threads: 1
+    resources:
+        gpu=lambda wc: 0 if wc.model == "snn" else 1,
+        device="auto",
+    shell:
+        "ghanet train --model {wildcards.model} --fold {wildcards.fold} --patients {input.patients:q}"
+        " --fold-csv {input.fold:q} --selection {input.selection:q} --scaler {input.scaler:q}"
+        " --features-dir {FEATURES_DIR:q} --params {params.sections:q} --out-dir {params.out_dir:q}"
+        " --device {resources.device} --threads {threads} 2> {log:q}"
