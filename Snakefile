@@ -3,7 +3,9 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # the package beside this file validates the config
 
-from ghanet_pipeline.config import validate_config
+from ghanet_pipeline.config import export_package_path, validate_config
+
+export_package_path(workflow.basedir)  # every job's `python -m ghanet_pipeline` finds the package
 
 
 configfile: "config.yaml"
@@ -12,10 +14,23 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# `gpu` counts GPUs within one machine: a local limit (--resources gpu=N) throttles a workstation
+# run and the inside of a grouped cluster job, never the number of jobs a cluster may run at once.
+resource_scopes:
+    gpu="local",
+
+
 config.update(validate_config(config))
 
 
 include: "workflow/rules/common.smk"
+wildcard_constraints:
+    # any id without a slash; an alternation of every slide id costs O(slides) per job to match
+    slide=r"[^/]+",
+    model="|".join(MODELS),
+    fold=r"\d+",
+
+
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/tile.smk"

@@ -11,7 +11,6 @@ import sys
 
 from . import __version__
 from .config import load_config, validate_config
-from . import formats
 from .errors import GhanetError
 from .sheet import read_slide_sheet
 
@@ -137,7 +136,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_heatmaps(args) -> None:
-    from . import heatmap, splits, train
+    from . import features, heatmap, splits, train
 
     ckpt = train.load_checkpoint(args.model)
     _, val_ids = splits.read_fold(args.fold_csv)
@@ -147,13 +146,20 @@ def cmd_heatmaps(args) -> None:
     for case_id in val_ids:
         parts = []
         for sid in patients.at[case_id, "slide_ids"].split(";"):
-            fpath = train.feature_path(args.features_dir, sid)
-            feats, coords, attrs = formats.read_features(fpath)
+            fpath = features.feature_path(args.features_dir, sid)
+            feats, coords, attrs = features.read_features(fpath)
             parts.append({"slide_id": sid, "path": paths[sid], "features": feats, "coords": coords,
-                          "attrs": formats.feature_coords_attrs(fpath, attrs)})
+                          "attrs": features.feature_coords_attrs(fpath, attrs)})
         if sum(len(p["features"]) for p in parts):
             heatmap.render_patient([ckpt["module"]], list(ckpt["families"]), parts, args.out_dir)
     log.info("heatmaps of the %d held-out patients of fold %d in %s", len(val_ids), ckpt["fold"], args.out_dir)
+
+
+def cmd_feature_manifest(args) -> None:
+    from . import features
+
+    table = features.manifest(args.features, args.out)
+    log.info("features of %d slides, %d tiles", len(table), int(table.n_tiles.sum()))
 
 
 def cmd_slide_report(args) -> None:
@@ -290,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features-dir", required=True)
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_heatmaps)
+
+    p = sub.add_parser("feature-manifest", help="one table of a cohort's feature files, checked to agree")
+    p.add_argument("--features", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_feature_manifest)
 
     p = sub.add_parser("slide-report", help="cohort QC table: tissue, pieces and tiles per slide")
     p.add_argument("--stats", nargs="+", required=True, help="segment stats JSON files")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from pathlib import Path
 
 import jsonschema
@@ -84,3 +85,15 @@ def validate_slide_row(row: dict, where: str) -> None:
     errors = list(validator.iter_errors(row))
     if errors:
         raise ConfigError(_one_line(errors[0], where))
+
+
+def export_package_path(basedir: str) -> None:
+    """Put the workflow's folder on PYTHONPATH for the jobs the workflow starts.
+
+    Jobs run `python -m ghanet_pipeline` with the python of their environment (a rule's conda env,
+    or the one Snakemake runs in) and inherit this variable; the conda envs do not install the
+    package, because Snakemake copies env files elsewhere and a relative `pip: -e .` would break.
+    """
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if basedir not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([basedir, *parts])

@@ -21,6 +21,7 @@ import torch
 
 from . import __version__, encoders, formats, wsi
 from .errors import GhanetError, SlideError
+from .io import atomic_path
 
 log = logging.getLogger("ghanet.extract")
 
@@ -177,7 +178,7 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
     }
     formats.write_features(features_h5, feats, coords, attrs, file_attrs)
     if features_pt:
-        formats.write_features_pt(features_pt, feats)
+        write_features_pt(features_pt, feats)
     return {"slide_id": slide_id, "n_tiles": len(coords), "dim": spec.dim, **file_attrs}
 
 
@@ -223,3 +224,9 @@ def _run_batches(model, batches, feats, slide_path, slide_id, dev, dtype, memory
             out = model(x)
         feats[done: done + len(out)] = out.float().cpu().numpy()
         done += len(out)
+
+
+def write_features_pt(path, features: np.ndarray) -> None:
+    """The `pt_files/<slide>.pt` tensor (N x D) that the official MCAT/G-HANet loaders read."""
+    with atomic_path(path) as tmp:
+        torch.save(torch.from_numpy(np.asarray(features, np.float32)), tmp)

@@ -55,12 +55,12 @@ def read_coords(path) -> tuple[np.ndarray, dict]:
     try:
         with h5py.File(path, "r") as f:
             ds = f["coords"]
-            return ds[:], {k: _plain(v) for k, v in ds.attrs.items()}
+            return ds[:], {k: plain_attr(v) for k, v in ds.attrs.items()}
     except (OSError, KeyError) as exc:
         raise GhanetError(f"coords file {path} unreadable ({exc}); rerun the tile stage") from None
 
 
-def _plain(v):
+def plain_attr(v):
     if isinstance(v, bytes):
         return v.decode()
     if isinstance(v, np.ndarray):
@@ -81,56 +81,3 @@ def write_features(path, features: np.ndarray, coords: np.ndarray, coords_attrs:
                 ds.attrs[k] = v
             for k, v in file_attrs.items():
                 f.attrs[k] = v
-
-
-def write_features_pt(path, features: np.ndarray) -> None:
-    """The `pt_files/<slide>.pt` tensor (N x D) that the official MCAT/G-HANet loaders read."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(torch.from_numpy(np.asarray(features, np.float32)), tmp)
-
-
-def read_features(path) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Features (N x D float32), coords (or None) and attributes from any of the layouts users
-    bring: ours, CLAM's or TRIDENT's HDF5 (`features` possibly 1 x N x D), or an MCAT `.pt` tensor."""
-    path = Path(path)
-    if not path.exists():
-        raise GhanetError(f"feature file {path} not found; run the extract stage or fix features_dir")
-    if path.suffix == ".pt":
-        import torch
-
-        try:
-            t = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise GhanetError(f"feature file {path} unreadable ({exc}); re-extract it") from None
-        feats = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
-        coords, attrs = None, {}
-    else:
-        try:
-            with h5py.File(path, "r") as f:
-                feats = f["features"][:]
-                coords = f["coords"][:] if "coords" in f else None
-                attrs = {k: _plain(v) for k, v in f.attrs.items()}
-        except (OSError, KeyError) as exc:
-            raise GhanetError(f"feature file {path} unreadable or without a `features` dataset "
-                              f"({exc}); re-extract it") from None
-    if feats.ndim == 3 and feats.shape[0] == 1:  # TRIDENT/CLAM batch dimension
-        feats = feats[0]
-    if coords is not None and coords.ndim == 3 and coords.shape[0] == 1:
-        coords = coords[0]
-    if feats.ndim != 2:
-        raise GhanetError(f"feature file {path}: features have shape {feats.shape}, expected N x D")
-    return feats.astype(np.float32, copy=False), coords, attrs
-
-
-def feature_coords_attrs(path, fallback: dict) -> dict:
-    """The tiling attributes (patch level, read size, ...) on the `coords` dataset of one of our
-    feature files; `fallback` for files without them (CLAM/TRIDENT/MCAT)."""
-    path = Path(path)
-    if path.suffix != ".h5":
-        return fallback
-    with h5py.File(path, "r") as f:
-        if "coords" not in f or not len(f["coords"].attrs):
-            return fallback
-        return {k: _plain(v) for k, v in f["coords"].attrs.items()}

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, formats, splits
+from . import __version__, features, splits
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import cutoffs_from
@@ -35,23 +35,12 @@ CHECKPOINT_FORMAT = "ghanet-pipeline checkpoint 1"
 CACHE_BYTES = 4 << 30
 
 
-def feature_path(features_dir, slide_id: str) -> Path:
-    """Our layout (<dir>/<slide>.h5) first, then the layouts users bring: CLAM's h5_files/ and
-    pt_files/, TRIDENT's flat .h5, MCAT's flat .pt."""
-    d = Path(features_dir)
-    for cand in (d / f"{slide_id}.h5", d / "h5_files" / f"{slide_id}.h5", d / f"{slide_id}.pt",
-                 d / "pt_files" / f"{slide_id}.pt"):
-        if cand.exists():
-            return cand
-    return d / f"{slide_id}.h5"  # read_features names this path in its error
-
-
 def read_bag(features_dir, slide_ids: list[str], case_id: str, dim: int | None = None) -> tuple[np.ndarray, dict]:
     """A patient's patch features, all slides concatenated in slide-id order, and the first
     slide's attributes (encoder identity)."""
     parts, attrs = [], {}
     for sid in slide_ids:
-        feats, _, a = formats.read_features(feature_path(features_dir, sid))
+        feats, _, a = features.read_features(features.feature_path(features_dir, sid))
         if dim is not None and feats.shape[1] != dim:
             raise GhanetError(f"patient {case_id}: slide {sid} has {feats.shape[1]}-d features, the "
                               f"others {dim}-d; extract every slide with the same encoder")
@@ -133,7 +122,7 @@ def build_model(name: str, model_params: dict, n_bins: int, in_dim: int, family_
 
 
 def _level0_mpp(features_dir, slide_id: str) -> float | None:
-    path = feature_path(features_dir, slide_id)
+    path = features.feature_path(features_dir, slide_id)
     if path.suffix != ".h5":
         return None
     import h5py

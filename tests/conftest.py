@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,9 +57,46 @@ def blank_slide(tmp_path):
     return path
 
 
-def snakemake(workdir, *args, configfile=None, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-           str(workdir), "--cores", "2", "--nocolor"]
+def tool_env(extra: dict | None = None) -> dict:
+    """The environment jobs run in: this interpreter's scripts (ghanet) first on PATH."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **(extra or {})}
+
+
+def snakemake(workdir, *args, configfile=None, timeout=900, cores="2", env=None):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--nocolor"] + (["--cores", cores] if cores else [])
     if configfile:
         cmd += ["--configfile", str(configfile)]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen(cmd + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env or tool_env())
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Snakemake under the SLURM plugin ignores SIGTERM; SIGINT stops it and its jobs
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        raise AssertionError(f"snakemake timed out after {timeout} s:\n{out[-3000:]}\n{err[-3000:]}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# 8 patients in 2 folds with 2 time bins and short training: the smallest demo every stage can fit
+TINY_DEMO = {"demo": {"patients": 8, "seed": 1, "width_px": 1536, "height_px": 1024},
+             "splits": {"folds": 2}, "labels": {"n_bins": 2}, "train": {"epochs": 2, "grad_accum": 4}}
+
+
+def write_config(path, cfg) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny demo run once, end to end, locally; tests only read it (or dry-run against it)."""
+    work = tmp_path_factory.mktemp("tiny_run")
+    proc = snakemake(work, configfile=write_config(work / "config.yaml", TINY_DEMO))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work

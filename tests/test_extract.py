@@ -8,7 +8,7 @@ import tifffile
 import torch
 
 from conftest import REPO, error_line, run_ghanet
-from ghanet_pipeline import encoders, extract, formats, segment, tile
+from ghanet_pipeline import encoders, extract, features, formats, segment, tile
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.errors import GhanetError
 
@@ -163,9 +163,9 @@ def test_read_features_accepts_clam_trident_and_mcat_layouts(tmp_path):
         f["coords"] = coords[None]
     torch.save(torch.from_numpy(feats), tmp_path / "mcat.pt")
     for name in ("trident.h5", "mcat.pt"):
-        got, c, _ = formats.read_features(tmp_path / name)
+        got, c, _ = features.read_features(tmp_path / name)
         assert np.array_equal(got, feats)
-    assert np.array_equal(formats.read_features(tmp_path / "trident.h5")[1], coords)
+    assert np.array_equal(features.read_features(tmp_path / "trident.h5")[1], coords)
 
 
 # ---------------------------------------------------------------- bad input
@@ -215,7 +215,7 @@ def test_zero_tiles_give_an_empty_valid_feature_file(tiled, tmp_path):
     proc = run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords", tmp_path / "empty.h5",
                       "--features", tmp_path / "f.h5")
     assert proc.returncode == 0, proc.stderr
-    feats, coords, fattrs = formats.read_features(tmp_path / "f.h5")
+    feats, coords, fattrs = features.read_features(tmp_path / "f.h5")
     assert feats.shape == (0, 1280) and coords.shape == (0, 2) and fattrs["dim"] == 1280
 
 

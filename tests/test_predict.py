@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import error_line, run_ghanet
-from ghanet_pipeline import formats, predict
+from ghanet_pipeline import features, formats, predict
 from test_train import DIM, make_fold, train_once
 
 
@@ -111,7 +111,7 @@ def test_one_real_slide_through_every_stage(tmp_path, demo_cohort):
              qc_png=work / "t.png")
     extract.run(slide.path, slide.slide_id, cfg["extract"], coords_h5=work / "c.h5", features_h5=work / "f.h5",
                 device="cpu")
-    real, _, attrs = formats.read_features(work / "f.h5")
+    real, _, attrs = features.read_features(work / "f.h5")
     # models trained on bags of this encoder's width and identity, as a real run's would be
     root = tmp_path / "cohort"
     sections = {k: cfg[k] for k in ("train", "model", "cohort", "labels", "segment", "tile", "extract", "splits")}

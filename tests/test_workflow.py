@@ -8,11 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CMU_SLIDE, snakemake
-
-# 8 patients in 2 folds with 2 time bins: the smallest demo every stage can fit
-TINY_DEMO = {"demo": {"patients": 8, "seed": 1, "width_px": 1536, "height_px": 1024},
-             "splits": {"folds": 2}, "labels": {"n_bins": 2}, "train": {"epochs": 2, "grad_accum": 4}}
+from conftest import CMU_SLIDE, TINY_DEMO, snakemake
 
 
 def _config(tmp_path, extra):
@@ -35,9 +31,8 @@ def test_config_typo_stops_the_workflow_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path):
-    proc = snakemake(tmp_path, configfile=_config(tmp_path, TINY_DEMO))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_demo_runs_end_to_end(tiny_run):
+    tmp_path = tiny_run
     sheet = pd.read_csv(tmp_path / "results/demo/slides.csv")
     assert len(sheet) >= 4
     for sid in sheet.slide_id:
@@ -71,6 +66,10 @@ def test_demo_runs_end_to_end(tmp_path):
                       "--set-threads", "extract=1", "train=2",
                       configfile=_config(tmp_path, TINY_DEMO))
     assert "Nothing to be done" in again.stdout + again.stderr
+    # a tiling edit reruns tile and everything after it, nothing before it
+    plan = _job_counts(snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, tile={"min_coverage": 0.6}))).stdout)
+    assert plan.get("tile") == len(sheet) and plan.get("extract") == len(sheet) and plan.get("train") == 6
+    assert "segment" not in plan and "demo_cohort" not in plan and "splits" not in plan and "genes" not in plan
     # an encoder-section edit reruns extraction only
     edited = dict(TINY_DEMO, extract={"channels_last": False})
     plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, edited))

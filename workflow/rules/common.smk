@@ -1,5 +1,6 @@
-# Helpers every rule file uses: the slide list, per-slide inputs, and params from config sections.
+# Helpers shared by the stage files: the slide list, per-slide inputs, and params from config sections.
 import json
+import re
 from pathlib import Path
 
 from ghanet_pipeline import demo
@@ -9,7 +10,7 @@ RESULTS = config["results_dir"]
 DEMO_DIR = f"{RESULTS}/demo"
 USE_DEMO = not config["cohort"]["slide_sheet"]
 # one folder per encoder, so features of several encoders can live side by side
-ENCODER_TAG = config["extract"]["encoder"].replace(":", "-").replace("/", "-")
+ENCODER_TAG = re.sub(r"[^\w.-]", "-", config["extract"]["encoder"])
 FEATURES_DIR = f"{RESULTS}/features/{ENCODER_TAG}"
 COHORT_DIR = f"{RESULTS}/cohort"
 MODELS_DIR = f"{RESULTS}/models"
@@ -60,10 +61,6 @@ SLIDES = {**COHORT_SLIDES, **PREDICT_SLIDES}
 PREDICT_DIR = f"{RESULTS}/predict"
 
 
-wildcard_constraints:
-    slide="|".join(map(lambda s: s.replace(".", r"\."), SLIDES)) or "NO_SLIDES",
-    model="|".join(MODELS),
-    fold=r"\d+",
 
 
 def slide_path(wildcards):
@@ -98,16 +95,23 @@ def mpp_args(wildcards):
     return " ".join(args)
 
 
+def tile_section(wildcards):
+    tile = dict(config["tile"])
+    if wildcards.slide not in COHORT_SLIDES:
+        tile["on_empty"] = "record"  # a patient to score without tissue gets a reason, not a failed run
+    return json.dumps(tile, sort_keys=True)
+
+
+def train_features(wildcards):
+    """Every slide's features for the slide models; the SNN reads only genomics."""
+    return [] if wildcards.model == "snn" else [f"{FEATURES_DIR}/manifest.csv"]
+
+
 def all_targets():
-    targets = []
-    for sid in SLIDES:
-        targets += [
-            f"{RESULTS}/segment/{sid}.geojson",
-            f"{RESULTS}/segment/{sid}.qc.png",
-            f"{RESULTS}/tile/{sid}.h5",
-            f"{FEATURES_DIR}/{sid}.h5",
-        ]
-    targets.append(f"{RESULTS}/report/slides.csv")
+    # the slide report needs every slide segmented and tiled, the manifest every cohort slide's
+    # features: two targets instead of four per slide keep the DAG quick to build
+    targets = [f"{RESULTS}/report/slides.csv", f"{FEATURES_DIR}/manifest.csv"]
+    targets += [f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES]
     if HAS_GENOMICS:
         targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
         targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]

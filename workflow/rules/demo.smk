@@ -9,11 +9,14 @@ rule demo_cohort:
         signatures=f"{DEMO_DIR}/signatures.csv",
     params:
         demo=config["demo"],
+        out_dir=lambda wc, output: str(Path(output.sheet).parent),
+    conda:
+        "../../envs/slides.yaml"
     log:
         f"{RESULTS}/logs/demo_cohort.log",
     benchmark:
         f"{RESULTS}/benchmarks/demo_cohort.tsv"
     shell:
-        "ghanet demo-cohort {DEMO_DIR:q} --patients {params.demo[patients]} --seed {params.demo[seed]}"
+        "python -m ghanet_pipeline demo-cohort {params.out_dir:q} --patients {params.demo[patients]} --seed {params.demo[seed]}"
         " --width {params.demo[width_px]} --height {params.demo[height_px]} --mpp {params.demo[level0_mpp]}"
         " 2> {log:q}"

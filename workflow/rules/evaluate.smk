@@ -15,11 +15,14 @@ rule evaluate:
         c_index=report(f"{EVAL_DIR}/c_index.png", caption="../report/c_index.rst", category="Model comparison"),
     params:
         sections=sections_json(evaluate=config["evaluate"]),
-        model_dirs=[f"{MODELS_DIR}/{m}/fold_{k}" for m in MODELS for k in FOLDS],
+        model_dirs=lambda wc, input: [str(Path(r).parent) for r in input.risks],
+        out_dir=lambda wc, output: str(Path(output.comparison).parent),
+    conda:
+        "../../envs/statistics.yaml"
     log:
         f"{RESULTS}/logs/evaluate.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate.tsv"
     shell:
-        "ghanet evaluate --model-dirs {params.model_dirs:q} --params {params.sections:q}"
-        " --out-dir {EVAL_DIR:q} 2> {log:q}"
+        "python -m ghanet_pipeline evaluate --model-dirs {params.model_dirs:q} --params {params.sections:q}"
+        " --out-dir {params.out_dir:q} 2> {log:q}"

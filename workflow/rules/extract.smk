@@ -13,6 +13,8 @@ rule extract:
         slide=slide_path,
         section=section_json("extract"),
         pt=lambda wc, output: f"--features-pt {output.pt[0]}" if config["extract"]["write_pt"] else "",
+    conda:
+        "../../envs/deep-learning.yaml"
     log:
         f"{RESULTS}/logs/extract/{{slide}}.log",
     benchmark:
@@ -24,7 +26,24 @@ rule extract:
         loader_workers=1,
         device="auto",
     shell:
-        "ghanet extract --slide {params.slide:q} --slide-id {wildcards.slide:q}"
+        "python -m ghanet_pipeline extract --slide {params.slide:q} --slide-id {wildcards.slide:q}"
         " --coords {input.coords:q} --params {params.section:q} --features {output.features:q} {params.pt}"
         " --device {resources.device} --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
         " 2> {log:q}"
+
+
+# One table of the training cohort's feature files: the model rules depend on it rather than on
+# every file (a 1,000-slide cohort would otherwise give each training job 1,000 inputs to resolve).
+rule feature_manifest:
+    input:
+        [f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES],
+    output:
+        f"{FEATURES_DIR}/manifest.csv",
+    conda:
+        "../../envs/slides.yaml"
+    log:
+        f"{RESULTS}/logs/feature_manifest.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/feature_manifest.tsv"
+    shell:
+        "python -m ghanet_pipeline feature-manifest --features {input:q} --out {output:q} 2> {log:q}"

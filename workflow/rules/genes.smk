@@ -13,11 +13,13 @@ rule genes:
     params:
         sections=sections_json(genes=config["genes"], labels=config["labels"]),
         out_dir=lambda wc: f"{RESULTS}/genes/fold_{wc.fold}",
+    conda:
+        "../../envs/statistics.yaml"
     log:
         f"{RESULTS}/logs/genes/fold_{{fold}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/genes/fold_{{fold}}.tsv"
     shell:
-        "ghanet genes --patients {input.patients:q} --fold-csv {input.fold:q} --fold {wildcards.fold}"
+        "python -m ghanet_pipeline genes --patients {input.patients:q} --fold-csv {input.fold:q} --fold {wildcards.fold}"
         " --signatures {input.signatures:q} --params {params.sections:q} --out-dir {params.out_dir:q}"
         " 2> {log:q}"

@@ -8,15 +8,19 @@ rule heatmaps:
         fold=f"{COHORT_DIR}/fold_{{fold}}.csv",
         patients=f"{COHORT_DIR}/patients.csv.gz",
         sheet=SHEET,
-        features=[f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES],
+        features=f"{FEATURES_DIR}/manifest.csv",
     output:
         report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["{name}.png"],
                caption="../report/heatmaps.rst", category="Heatmaps", subcategory="fold {fold}",
                labels={"fold": "{fold}", "image": "{name}"}),
+    params:
+        features_dir=lambda wc: FEATURES_DIR,
+    conda:
+        "../../envs/deep-learning.yaml"
     log:
         f"{RESULTS}/logs/heatmaps/fold_{{fold}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/heatmaps/fold_{{fold}}.tsv"
     shell:
-        "ghanet heatmaps --model {input.model:q} --fold-csv {input.fold:q} --patients {input.patients:q}"
-        " --slide-sheet {input.sheet:q} --features-dir {FEATURES_DIR:q} --out-dir {output:q} 2> {log:q}"
+        "python -m ghanet_pipeline heatmaps --model {input.model:q} --fold-csv {input.fold:q} --patients {input.patients:q}"
+        " --slide-sheet {input.sheet:q} --features-dir {params.features_dir:q} --out-dir {output:q} 2> {log:q}"

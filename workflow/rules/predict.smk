@@ -15,8 +15,11 @@ rule predict:
         if config["predict"]["heatmaps"] else [],
     params:
         sections=sections_json(evaluate=config["evaluate"], predict=config["predict"]),
-        models_dir=f"{MODELS_DIR}/{config['predict']['model']}",
+        models_dir=lambda wc, input: str(Path(input.models[0]).parent.parent),
+        features_dir=lambda wc: FEATURES_DIR,
         heatmaps=f"--heatmaps-dir {PREDICT_DIR}/heatmaps" if config["predict"]["heatmaps"] else "",
+    conda:
+        "../../envs/deep-learning.yaml"
     log:
         f"{RESULTS}/logs/predict.log",
     benchmark:
@@ -25,6 +28,6 @@ rule predict:
     resources:
         device="auto",
     shell:
-        "ghanet predict --slide-sheet {input.sheet:q} --models-dir {params.models_dir:q}"
-        " --features-dir {FEATURES_DIR:q} --params {params.sections:q} --out {output.csv:q}"
+        "python -m ghanet_pipeline predict --slide-sheet {input.sheet:q} --models-dir {params.models_dir:q}"
+        " --features-dir {params.features_dir:q} --params {params.sections:q} --out {output.csv:q}"
         " {params.heatmaps} --device {resources.device} --threads {threads} 2> {log:q}"

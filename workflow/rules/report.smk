@@ -7,9 +7,11 @@ rule slide_report:
         coords=[f"{RESULTS}/tile/{sid}.h5" for sid in SLIDES],
     output:
         report(f"{RESULTS}/report/slides.csv", caption="../report/slides.rst", category="Slides"),
+    conda:
+        "../../envs/slides.yaml"
     log:
         f"{RESULTS}/logs/slide_report.log",
     benchmark:
         f"{RESULTS}/benchmarks/slide_report.tsv"
     shell:
-        "ghanet slide-report --stats {input.stats:q} --coords {input.coords:q} --out {output:q} 2> {log:q}"
+        "python -m ghanet_pipeline slide-report --stats {input.stats:q} --coords {input.coords:q} --out {output:q} 2> {log:q}"

@@ -13,12 +13,14 @@ rule segment:
         slide=slide_path,
         section=section_json("segment"),
         mpp=mpp_args,
+    conda:
+        "../../envs/slides.yaml"
     log:
         f"{RESULTS}/logs/segment/{{slide}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/segment/{{slide}}.tsv"
     threads: 1
     shell:
-        "ghanet segment --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
+        "python -m ghanet_pipeline segment --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
         " --params {params.section:q} --geojson {output.geojson:q} --qc {output.qc:q}"
         " --stats {output.stats:q} 2> {log:q}"

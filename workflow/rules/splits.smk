@@ -19,10 +19,13 @@ rule splits:
             labels=config["labels"],
             cohort={"on_problem": config["cohort"]["on_problem"]},
         ),
+        out_dir=lambda wc, output: str(Path(output.patients).parent),
+    conda:
+        "../../envs/statistics.yaml"
     log:
         f"{RESULTS}/logs/splits.log",
     benchmark:
         f"{RESULTS}/benchmarks/splits.tsv"
     shell:
-        "ghanet splits --clinical {input.clinical:q} --slide-sheet {input.sheet:q}"
-        " --params {params.sections:q} --out-dir {COHORT_DIR:q} 2> {log:q}"
+        "python -m ghanet_pipeline splits --clinical {input.clinical:q} --slide-sheet {input.sheet:q}"
+        " --params {params.sections:q} --out-dir {params.out_dir:q} 2> {log:q}"

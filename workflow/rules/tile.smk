@@ -1,13 +1,6 @@
 # Physical tiling of the tissue, one job per slide (logic: ghanet_pipeline/tile.py).
 
 
-def tile_section(wildcards):
-    tile = dict(config["tile"])
-    if wildcards.slide not in COHORT_SLIDES:
-        tile["on_empty"] = "record"  # a patient to score without tissue gets a reason, not a failed run
-    return json.dumps(tile, sort_keys=True)
-
-
 rule tile:
     input:
         slide=slide_input,
@@ -20,12 +13,14 @@ rule tile:
         slide=slide_path,
         section=tile_section,
         mpp=mpp_args,
+    conda:
+        "../../envs/slides.yaml"
     log:
         f"{RESULTS}/logs/tile/{{slide}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/tile/{{slide}}.tsv"
     threads: 1
     shell:
-        "ghanet tile --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
+        "python -m ghanet_pipeline tile --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
         " --contours {input.contours:q} --params {params.section:q} --coords {output.coords:q}"
         " --qc {output.qc:q} 2> {log:q}"

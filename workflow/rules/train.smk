@@ -2,13 +2,6 @@
 # resources (e.g. --set-resources train:device=cuda:1): changing them reruns nothing.
 
 
-def train_features(wildcards):
-    """Every slide's features for the slide models; the SNN reads only genomics."""
-    if wildcards.model == "snn":
-        return []
-    return [f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES]
-
-
 rule train:
     input:
         features=train_features,
@@ -31,7 +24,10 @@ rule train:
             cohort={"on_problem": config["cohort"]["on_problem"]},
             segment=config["segment"], tile=config["tile"], extract=config["extract"],
         ),
-        out_dir=lambda wc: f"{MODELS_DIR}/{wc.model}/fold_{wc.fold}",
+        out_dir=lambda wc, output: str(Path(output.model).parent),
+        features_dir=lambda wc: FEATURES_DIR,
+    conda:
+        "../../envs/deep-learning.yaml"
     log:
         f"{RESULTS}/logs/train/{{model}}_fold_{{fold}}.log",
     benchmark:
@@ -41,7 +37,7 @@ rule train:
         gpu=lambda wc: 0 if wc.model == "snn" else 1,
         device="auto",
     shell:
-        "ghanet train --model {wildcards.model} --fold {wildcards.fold} --patients {input.patients:q}"
+        "python -m ghanet_pipeline train --model {wildcards.model} --fold {wildcards.fold} --patients {input.patients:q}"
         " --fold-csv {input.fold:q} --selection {input.selection:q} --scaler {input.scaler:q}"
-        " --features-dir {FEATURES_DIR:q} --params {params.sections:q} --out-dir {params.out_dir:q}"
+        " --features-dir {params.features_dir:q} --params {params.sections:q} --out-dir {params.out_dir:q}"
         " --device {resources.device} --threads {threads} 2> {log:q}"

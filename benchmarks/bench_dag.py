@@ -1,0 +1,92 @@
+"""Dry-run time of the whole DAG for large cohorts, and the cluster submissions of the SLURM profile.
+
+    python benchmarks/bench_dag.py [--slides 1000 10000]
+
+For each size: a slide sheet of N slides (one patient each; the slide files need not exist), a
+small clinical table and signatures, then `snakemake -n` (local) and `snakemake -n --profile
+workflow/profiles/slurm` timed as subprocesses. Submissions = jobs outside any group + group jobs
+(the profile packs segment+tile of 100 slides and extraction of 20 slides per submission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_cohort(root: Path, n: int) -> Path:
+    rng = np.random.default_rng(0)
+    ids = [f"P{i:05d}" for i in range(n)]
+    pd.DataFrame({"slide_id": [f"{p}-S1" for p in ids], "case_id": ids,
+                  "path": [f"/nonexistent/{p}-S1.svs" for p in ids], "mpp": 0.25}).to_csv(root / "slides.csv", index=False)
+    fams = ["Tumor Suppressor Genes", "Oncogenes", "Protein Kinases", "Cell Differentiation Markers",
+            "Transcription Factors", "Cytokines and Growth Factors"]
+    genes = {f: [f"G{j}{k}" for k in range(3)] for j, f in enumerate(fams)}
+    pd.DataFrame(genes).to_csv(root / "signatures.csv", index=False)
+    clin = pd.DataFrame({"case_id": ids, "slide_id": [f"{p}-S1" for p in ids],
+                         "survival_months": rng.exponential(30, n).round(2) + 0.1,
+                         "censorship": (rng.random(n) < 0.4).astype(int)})
+    for g in sum(genes.values(), []):
+        clin[f"{g}_rnaseq"] = rng.normal(size=n).round(3)
+    clin.to_csv(root / "clinical.csv", index=False)
+    cfg = {"cohort": {"slide_sheet": str(root / "slides.csv"), "clinical": str(root / "clinical.csv"),
+                      "signatures": str(root / "signatures.csv")}}
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return root / "config.yaml"
+
+
+def dry_run(root: Path, cfg: Path, *extra) -> tuple[float, str]:
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--directory", str(root),
+           "--configfile", str(cfg), "--nocolor", "--quiet", "rules", *extra]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return dt, proc.stdout + proc.stderr
+
+
+def job_counts(text: str) -> dict:
+    counts = {}
+    for line in text.split("Job stats:")[-1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--slides", type=int, nargs="+", default=[1000, 10000])
+    a = ap.parse_args()
+    prof = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    groups, sizes = prof["groups"], prof["group-components"]
+    for n in a.slides:
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            cfg = make_cohort(root, n)
+            local_s, out = dry_run(root, cfg, "--cores", "8")
+            jobs = job_counts(out)
+            slurm_s, _ = dry_run(root, cfg, "--profile", str(REPO / "workflow/profiles/slurm"))
+            # each group packs `size` connected components; segment->tile of one slide is one component
+            grouped = {g: max(jobs.get(r, 0) for r, gg in groups.items() if gg == g) for g in set(groups.values())}
+            submissions = (sum(c for r, c in jobs.items() if r not in groups and r != "all")
+                           + sum(-(-grouped[g] // sizes[g]) for g in grouped))
+            print(f"{n} slides: dry run {local_s:.1f} s (local), {slurm_s:.1f} s (slurm profile); "
+                  f"{sum(jobs.values())} jobs; SLURM submissions {submissions} "
+                  f"({', '.join(f'{r} {c}' for r, c in jobs.items())})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
