@@ -48,3 +48,13 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# After every run, finished or not: results/report/failures.csv lists each job that failed (with
+# --keep-going, the rest of the cohort completes) and why, read from the jobs' logs.
+onsuccess:
+    write_failures()
+
+
+onerror:
+    write_failures()

@@ -85,7 +85,7 @@ def render(slide_path, slide_id: str, coords: np.ndarray, patch_size_level0: int
 
 
 def montage(slide_path, slide_id: str, coords: np.ndarray, coords_attrs: dict, maps: dict[str, np.ndarray],
-            out_png, k: int = 8, tile_px: int = 128) -> None:
+            out_png, k: int = 8, tile_px: int = 96) -> None:
     """Each map's k highest-attention tiles, one row per map."""
     import cv2
     import matplotlib

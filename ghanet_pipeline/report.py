@@ -38,3 +38,30 @@ def run(stats_paths: list, coords_paths: list, out_csv) -> pd.DataFrame:
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def failure_summary(results_dir, out_csv=None) -> pd.DataFrame:
+    """Every job whose log ends in failure: stage, item (slide, fold, ...) and the reason.
+
+    Each job's log is rewritten when the job reruns, so a log holding an error is a job that has
+    not succeeded since. Our stages print one `ghanet <stage>: error: ...` line; anything else
+    that crashed leaves a traceback, whose last line is taken.
+    """
+    rows = []
+    logs = Path(results_dir) / "logs"
+    for log in sorted(logs.rglob("*.log")) if logs.is_dir() else []:
+        lines = [l.strip() for l in log.read_text(errors="replace").splitlines() if l.strip()]
+        ours = [l for l in lines if ": error: " in l and l.startswith("ghanet ")]
+        if ours:
+            reason = ours[-1].split(": error: ", 1)[1]
+        elif any(l.startswith("Traceback") for l in lines):
+            reason = lines[-1]
+        else:
+            continue
+        stage = log.parent.name if log.parent != logs else log.stem
+        rows.append({"stage": stage, "item": log.stem, "reason": reason, "log": str(log)})
+    table = pd.DataFrame(rows, columns=["stage", "item", "reason", "log"])
+    if out_csv is not None:
+        with atomic_path(out_csv) as tmp:
+            table.to_csv(tmp, index=False)
+    return table

@@ -38,6 +38,12 @@ def _test_profile(tmp_path):
         res.pop("runtime", None)
     # the rules' own thread counts, as in the local run, so the numbers can be compared exactly
     prof.pop("set-threads")
+    # the cohort- and fold-level jobs in one submission too: on this 2-core node each stage
+    # boundary costs a status-check wait, and the point here is that jobs go through sbatch
+    prof["groups"].update({r: "models" for r in ("splits", "genes", "feature_manifest", "train", "evaluate",
+                                                  "slide_report")})
+    prof["group-components"]["models"] = 5
+    prof["set-resources"]["train"]["slurm_partition"] = "cpu"  # a group job takes one partition
     prof.update({"cores": 2, "slurm-init-seconds-before-status-checks": 1, "slurm-logdir": str(tmp_path / "slurm_logs"),
                  "latency-wait": 5, "retries": 0, "keep-going": False})
     d = tmp_path / "profile"

@@ -82,8 +82,18 @@ def test_demo_runs_end_to_end(tiny_run):
     plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, train={"epochs": 3, "grad_accum": 4})))
     assert _job_counts(plan.stdout) == {"train": 6, "evaluate": 1, "all": 1}
     # an evaluation edit re-evaluates only
-    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, evaluate={"risk_groups": "tertiles"})))
+    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, evaluate={"risk_groups": "tertiles", "heatmaps": False})))
     assert _job_counts(plan.stdout) == {"evaluate": 1, "all": 1}
+    # asking for heatmaps adds one job per fold, nothing else
+    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, evaluate={"heatmaps": True})))
+    assert _job_counts(plan.stdout) == {"heatmaps": 2, "all": 1}
+
+
+def test_the_whole_demo_runs_without_network(tiny_run):
+    if (tiny_run / "network.txt").read_text() != "cut":
+        pytest.skip("`unshare -n` is not allowed here, so the run had the network")
+    # the run above finished with no network interface at all: every weight and file was local
+    assert (tiny_run / "results/evaluate/comparison.csv").exists()
 
 
 def _job_counts(dry_run_stdout: str) -> dict:
@@ -117,3 +127,7 @@ def test_keep_going_past_a_bad_slide(tmp_path):
     assert "slide broken" in log and "not a whole-slide image" in log
     log = (tmp_path / "results/logs/segment/missing.log").read_text()
     assert "slide missing" in log and "file not found" in log
+    # the failure summary names every failed slide with its reason, and nothing else
+    failures = pd.read_csv(tmp_path / "results/report/failures.csv")
+    assert sorted(failures.item) == ["broken", "missing"] and set(failures.stage) == {"segment"}
+    assert "not a whole-slide image" in failures.set_index("item").at["broken", "reason"]

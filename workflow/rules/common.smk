@@ -107,6 +107,14 @@ def train_features(wildcards):
     return [] if wildcards.model == "snn" else [f"{FEATURES_DIR}/manifest.csv"]
 
 
+def write_failures():
+    from ghanet_pipeline.report import failure_summary
+
+    table = failure_summary(RESULTS, f"{RESULTS}/report/failures.csv")
+    for row in table.itertuples():
+        print(f"failed: {row.stage} {row.item}: {row.reason}")
+
+
 def all_targets():
     # the slide report needs every slide segmented and tiled, the manifest every cohort slide's
     # features: two targets instead of four per slide keep the DAG quick to build
@@ -115,7 +123,7 @@ def all_targets():
     if HAS_GENOMICS:
         targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
         targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]
-        if "ghanet" in MODELS:
+        if "ghanet" in MODELS and config["evaluate"]["heatmaps"]:
             targets += [f"{RESULTS}/heatmaps/fold_{k}" for k in FOLDS]
     if PREDICT_SLIDES:
         targets.append(f"{PREDICT_DIR}/predictions.csv")

@@ -40,7 +40,7 @@ rule feature_manifest:
     output:
         f"{FEATURES_DIR}/manifest.csv",
     conda:
-        "../../envs/slides.yaml"
+        "../../envs/deep-learning.yaml"
     log:
         f"{RESULTS}/logs/feature_manifest.log",
     benchmark:

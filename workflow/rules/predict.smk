@@ -14,7 +14,8 @@ rule predict:
                         labels={"image": "{name}"})
         if config["predict"]["heatmaps"] else [],
     params:
-        sections=sections_json(evaluate=config["evaluate"], predict=config["predict"]),
+        sections=sections_json(evaluate={"risk_groups": config["evaluate"]["risk_groups"]},
+                               predict=config["predict"]),
         models_dir=lambda wc, input: str(Path(input.models[0]).parent.parent),
         features_dir=lambda wc: FEATURES_DIR,
         heatmaps=f"--heatmaps-dir {PREDICT_DIR}/heatmaps" if config["predict"]["heatmaps"] else "",
