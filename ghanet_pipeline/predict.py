@@ -97,14 +97,15 @@ def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str 
             continue
         parts = []
         for sid in sids:
-            feats, coords, attrs = features.read_features(features.feature_path(features_dir, sid))
+            fpath = features.feature_path(features_dir, sid)
+            feats, coords, attrs = features.read_features(fpath)
             check_slide(sid, attrs, ckpts[0], allow_other_mpp)
             if len(feats) and ckpts[0]["model_args"]["in_dim"] != feats.shape[1]:
                 raise GhanetError(f"slide {sid}: {feats.shape[1]}-d features, the models take "
                                   f"{ckpts[0]['model_args']['in_dim']}-d; extract with the training encoder")
             path = group.set_index("slide_id").at[sid, "path"] if "path" in group else None
             parts.append({"slide_id": sid, "path": path, "features": feats, "coords": coords,
-                          "attrs": features.feature_coords_attrs(features.feature_path(features_dir, sid), attrs)})
+                          "attrs": features.feature_coords_attrs(fpath, attrs)})
         n = sum(len(p["features"]) for p in parts)
         row["n_tiles"] = n
         if n == 0:

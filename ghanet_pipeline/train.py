@@ -35,10 +35,10 @@ CHECKPOINT_FORMAT = "ghanet-pipeline checkpoint 1"
 CACHE_BYTES = 4 << 30
 
 
-def read_bag(features_dir, slide_ids: list[str], case_id: str, dim: int | None = None) -> tuple[np.ndarray, dict]:
-    """A patient's patch features, all slides concatenated in slide-id order, and the first
-    slide's attributes (encoder identity)."""
-    parts, attrs = [], {}
+def read_bag(features_dir, slide_ids: list[str], case_id: str, dim: int | None = None) -> tuple:
+    """A patient's patch features, all slides concatenated in slide-id order, the first slide's
+    attributes (encoder identity) and every slide's attributes."""
+    parts, attrs, every = [], {}, []
     for sid in slide_ids:
         feats, _, a = features.read_features(features.feature_path(features_dir, sid))
         if dim is not None and feats.shape[1] != dim:
@@ -46,9 +46,10 @@ def read_bag(features_dir, slide_ids: list[str], case_id: str, dim: int | None =
                               f"others {dim}-d; extract every slide with the same encoder")
         dim = feats.shape[1]
         parts.append(feats)
+        every.append(a)
         attrs = attrs or a
     bag = np.concatenate(parts) if parts else np.empty((0, dim or 0), np.float32)
-    return bag, attrs
+    return bag, attrs, every
 
 
 @dataclass
@@ -121,17 +122,6 @@ def build_model(name: str, model_params: dict, n_bins: int, in_dim: int, family_
     raise GhanetError(f"unknown model {name!r}; train.models takes {', '.join(MODELS)}")
 
 
-def _level0_mpp(features_dir, slide_id: str) -> float | None:
-    path = features.feature_path(features_dir, slide_id)
-    if path.suffix != ".h5":
-        return None
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        v = f.attrs.get("level0_mpp")
-    return float(v) if v is not None else None
-
-
 class Inputs:
     """Per-patient model inputs: the bag (slide models) or the omic vector (SNN). Bags are cached
     in memory when the fold's bags fit in CACHE_BYTES, else read from disk at each use."""
@@ -148,7 +138,7 @@ class Inputs:
             return
         total = 0
         for case_id, row in fold.table.iterrows():
-            bag, attrs = read_bag(features_dir, row["slide_ids"].split(";"), case_id, self.dim)
+            bag, attrs, every = read_bag(features_dir, row["slide_ids"].split(";"), case_id, self.dim)
             if len(bag) == 0:
                 reason = f"patient {case_id} has no patch in any slide ({row['slide_ids']})"
                 if on_problem == "fail":
@@ -160,10 +150,7 @@ class Inputs:
             self.encoder = self.encoder or {k: attrs[k] for k in (
                 "encoder", "weights_sha256", "precision", "dim", "patch_size", "target_mpp") if k in attrs}
             self.n_patches[case_id] = len(bag)
-            for sid in row["slide_ids"].split(";"):
-                mpp = _level0_mpp(features_dir, sid)
-                if mpp:
-                    self.level0_mpps.add(round(mpp, 4))
+            self.level0_mpps |= {round(float(a["level0_mpp"]), 4) for a in every if a.get("level0_mpp")}
             total += bag.nbytes
             if total <= CACHE_BYTES:
                 self.cache[case_id] = torch.from_numpy(bag)
