@@ -40,16 +40,52 @@ def run(stats_paths: list, coords_paths: list, out_csv) -> pd.DataFrame:
     return table
 
 
-def failure_summary(results_dir, out_csv=None) -> pd.DataFrame:
-    """Every job whose log ends in failure: stage, item (slide, fold, ...) and the reason.
+FAILURE_COLUMNS = ["stage", "item", "status", "reason", "source"]
 
-    Each job's log is rewritten when the job reruns, so a log holding an error is a job that has
-    not succeeded since. Our stages print one `ghanet <stage>: error: ...` line; anything else
-    that crashed leaves a traceback, whose last line is taken.
+
+def failure_summary(results_dir, out_csv=None, slides=None) -> pd.DataFrame:
+    """Every slide or patient the run could not use, and why: one row per item.
+
+    - jobs that failed: each job's log is rewritten when the job reruns, so a log holding an error
+      is a job that has not succeeded since. Our stages print one `ghanet <stage>: error: ...`
+      line; anything else that crashed leaves a traceback, whose last line is taken. With
+      `slides`, logs of slides no longer in the run (removed from the sheet) are skipped.
+    - what the stages recorded and went on without: patients and slides the cohort stage
+      excluded (cohort.on_problem: exclude), slides without a tile (tile.on_empty: record),
+      patients `predict` could not score.
     """
+    res = Path(results_dir)
+    rows = _failed_jobs(res / "logs", slides)
+    recorded = [  # (file, stage, id column, status, reason from the row)
+        (res / "cohort" / "exclusions.csv", "splits", "item", "excluded", lambda r: f"{r['kind']}: {r['reason']}"),
+        (res / "report" / "slides.csv", "tile", "slide_id", None, lambda r: r["reason"]),
+        (res / "predict" / "predictions.csv", "predict", "case_id", None, lambda r: r["reason"]),
+    ]
+    for path, stage, id_col, status, reason in recorded:
+        if not path.is_file():
+            continue
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "status" in table.columns:
+            table = table[table["status"] != "ok"]
+        for _, r in table.iterrows():
+            rows.append({"stage": stage, "item": r[id_col], "status": status or r["status"],
+                         "reason": reason(r), "source": str(path)})
+    table = pd.DataFrame(rows, columns=FAILURE_COLUMNS)
+    if out_csv is not None:
+        with atomic_path(out_csv) as tmp:
+            table.to_csv(tmp, index=False)
+    return table
+
+
+SLIDE_STAGES = ("segment", "tile", "extract")
+
+
+def _failed_jobs(logs: Path, slides=None) -> list[dict]:
     rows = []
-    logs = Path(results_dir) / "logs"
     for log in sorted(logs.rglob("*.log")) if logs.is_dir() else []:
+        stage = log.parent.name if log.parent != logs else log.stem
+        if slides is not None and stage in SLIDE_STAGES and log.stem not in slides:
+            continue
         lines = [l.strip() for l in log.read_text(errors="replace").splitlines() if l.strip()]
         ours = [l for l in lines if ": error: " in l and l.startswith("ghanet ")]
         if ours:
@@ -58,10 +94,13 @@ def failure_summary(results_dir, out_csv=None) -> pd.DataFrame:
             reason = lines[-1]
         else:
             continue
-        stage = log.parent.name if log.parent != logs else log.stem
-        rows.append({"stage": stage, "item": log.stem, "reason": reason, "log": str(log)})
-    table = pd.DataFrame(rows, columns=["stage", "item", "reason", "log"])
-    if out_csv is not None:
-        with atomic_path(out_csv) as tmp:
-            table.to_csv(tmp, index=False)
-    return table
+        rows.append({"stage": stage, "item": log.stem, "status": "failed", "reason": reason, "source": str(log)})
+    return rows
+
+
+def read_failures(path) -> list[dict]:
+    """The failure summary's rows (none when there is no summary yet), for the report."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")

@@ -130,7 +130,14 @@ def test_keep_going_past_a_bad_slide(tmp_path):
     # the failure summary names every failed slide with its reason, and nothing else
     failures = pd.read_csv(tmp_path / "results/report/failures.csv")
     assert sorted(failures.item) == ["broken", "missing"] and set(failures.stage) == {"segment"}
+    assert set(failures.status) == {"failed"}
     assert "not a whole-slide image" in failures.set_index("item").at["broken", "reason"]
+    # and so does the report's opening section (a report of what completed: it needs every file it shows)
+    proc = snakemake(tmp_path, "--report", "report.html", "results/tile/good.h5", configfile=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text()
+    assert "Failures</strong> (2)" in html
+    assert "(failed): slide broken: " in html and "(failed): slide missing: file not found" in html
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from ghanet_pipeline import demo
+from ghanet_pipeline.report import read_failures
 from ghanet_pipeline.sheet import read_slide_sheet
 
 RESULTS = config["results_dir"]
@@ -107,12 +108,20 @@ def train_features(wildcards):
     return [] if wildcards.model == "snn" else [f"{FEATURES_DIR}/manifest.csv"]
 
 
+FAILURES_CSV = f"{RESULTS}/report/failures.csv"
+
+
 def write_failures():
     from ghanet_pipeline.report import failure_summary
 
-    table = failure_summary(RESULTS, f"{RESULTS}/report/failures.csv")
+    table = failure_summary(RESULTS, FAILURES_CSV, slides=SLIDES)
     for row in table.itertuples():
-        print(f"failed: {row.stage} {row.item}: {row.reason}")
+        print(f"{row.status}: {row.stage} {row.item}: {row.reason}")
+
+
+# The report's Failures section (workflow/report/workflow.rst) renders the last run's failure
+# summary; the report's template sees only the config, and this key is set after validation.
+config["_failures"] = read_failures(FAILURES_CSV)
 
 
 def all_targets():
