@@ -1,12 +1,14 @@
 """Atomic output: every file is written under a temporary name and renamed into place.
 
 A job killed half-way leaves only `.<name>.tmp-<pid>` files, which no later step mistakes for a
-result (Snakemake also removes the outputs of failed jobs, but not of a SIGKILLed process).
+result (Snakemake also removes the outputs of failed jobs, but not of a SIGKILLed process); the
+next successful write of that output removes them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 from pathlib import Path
@@ -25,6 +27,10 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+        # leftovers of writers killed before their rename (one job owns an output at a time)
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
