@@ -228,7 +228,8 @@ def load(name: str, weights: str | None) -> tuple[EncoderSpec, nn.Module, str]:
 def _load_checkpoint(spec: EncoderSpec, path: Path) -> nn.Module:
     if not path.is_file():
         raise GhanetError(
-            f"encoder {spec.name}: weights file {path} not found; expected {spec.weights_source}"
+            f"encoder {spec.name}: weights file {path} not found; set extract.weights to a local copy of "
+            f"{spec.weights_source}"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -243,7 +244,8 @@ def _load_checkpoint(spec: EncoderSpec, path: Path) -> nn.Module:
         try:
             state = _positional_state_dict(state, target)
         except ValueError as exc:
-            raise GhanetError(f"encoder {spec.name}: {path} is for another architecture ({exc})") from None
+            raise GhanetError(f"encoder {spec.name}: {path} is for another architecture ({exc}); set "
+                              f"extract.weights to {spec.weights_source}") from None
     _strict_load(spec, target, state, path)
     return model
 
@@ -260,7 +262,7 @@ def _strict_load(spec: EncoderSpec, model: nn.Module, state: dict, path: Path) -
                   + (f", e.g. {wrong[0]} {tuple(state[wrong[0]].shape)} vs {tuple(expected[wrong[0]].shape)}"
                      if wrong else ""))
         raise GhanetError(
-            f"encoder {spec.name}: {path} is for another architecture ({detail}); expected "
+            f"encoder {spec.name}: {path} is for another architecture ({detail}); set extract.weights to "
             f"{spec.weights_source}"
         )
     model.load_state_dict(state, strict=False)

@@ -87,7 +87,8 @@ def read_split_files(split_dir: str | Path, k: int) -> list[tuple[np.ndarray, np
         train, val = df["train"].dropna().to_numpy(), df["val"].dropna().to_numpy()
         overlap = set(train) & set(val)
         if overlap:
-            raise GhanetError(f"split file {path}: patient {sorted(overlap)[0]} is in both train and val")
+            raise GhanetError(f"split file {path}: patient {sorted(overlap)[0]} is in both train and val; "
+                              "list each patient in one column only")
         folds.append((train, val))
     return folds
 

@@ -36,6 +36,29 @@ def error_line(proc) -> str:
     return lines[0]
 
 
+# The bad-input catalogue: kind of bad input -> the test that feeds it to the stage that meets it
+# (tests/test_bad_input.py checks the catalogue is complete).
+BAD_INPUTS: dict[str, str] = {}
+
+
+def bad_input(*kinds):
+    """Register a test as the catalogue's check of these kinds of bad input."""
+    def mark(fn):
+        for kind in kinds:
+            assert kind not in BAD_INPUTS, f"{kind!r} is already checked by {BAD_INPUTS[kind]}"
+            BAD_INPUTS[kind] = f"{fn.__module__}::{fn.__name__}"
+        return fn
+    return mark
+
+
+def names_item_and_fix(line: str, item: str, fix: str) -> str:
+    """A bad input's message: one line that names the item and says how to fix it."""
+    assert "\n" not in line.strip(), line
+    assert item in line, f"the message does not name {item!r}: {line}"
+    assert fix in line, f"the message does not say the fix ({fix!r}): {line}"
+    return line
+
+
 @pytest.fixture(scope="session")
 def demo_cohort(tmp_path_factory):
     from ghanet_pipeline import demo

@@ -1,11 +1,37 @@
-"""Every bad input of the slide stages: one clear line naming the item and the fix, nothing left behind."""
+"""The bad-input catalogue, and every bad input of the slide stages: one clear line naming the item
+and the fix, nothing left behind.
 
+Each kind of bad input is checked where its stage is tested; those tests register it with
+`@bad_input(kind)` and check the message with `names_item_and_fix`. The first test here makes sure
+the catalogue holds every kind we promise.
+"""
+
+import importlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from conftest import CMU_SLIDE, error_line, run_ghanet
+from conftest import CMU_SLIDE, bad_input, error_line, names_item_and_fix, run_ghanet
 from ghanet_pipeline.demo import write_pyramid
+
+
+# the kinds the reliability issue names (ours add to them)
+PROMISED = [
+    "corrupt or truncated slide", "file that is not a slide", "missing slide file", "slide without mpp",
+    "slide with no tissue", "patient without slides", "slide without patient", "missing (NaN) genomic value",
+    "non-numeric genomic value", "duplicate slide ids", "negative survival time", "censorship not 0/1",
+    "unknown config key", "wrong config type", "encoder weights missing", "feature file of the wrong dimension",
+]
+
+
+def test_the_catalogue_holds_every_kind():
+    from conftest import BAD_INPUTS
+
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):  # each registers its kinds on import
+        importlib.import_module(path.stem)
+    assert [k for k in PROMISED if k not in BAD_INPUTS] == []
+    assert len(BAD_INPUTS) >= 20, sorted(BAD_INPUTS)
 
 
 def _segment(tmp_path, slide, sid="bad", *extra):
@@ -18,29 +44,35 @@ def _outputs(tmp_path):
     return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("o.", ".o.")))
 
 
+@bad_input("missing slide file")
 def test_missing_slide_file(tmp_path):
     line = error_line(_segment(tmp_path, tmp_path / "nope.svs", "S1"))
+    names_item_and_fix(line, "slide S1", "fix the `path` column of the slide sheet")
     assert "slide S1" in line and "nope.svs" in line and "not found" in line and "path" in line
     assert _outputs(tmp_path) == []
 
 
+@bad_input("file that is not a slide")
 def test_file_that_is_not_a_slide(tmp_path):
     fake = tmp_path / "notes.svs"
     fake.write_text("patient notes, not an image\n")
     line = error_line(_segment(tmp_path, fake, "S2"))
     assert "slide S2" in line and "not a whole-slide image" in line
+    names_item_and_fix(line, "slide S2", "point the sheet at the slide file")
     assert _outputs(tmp_path) == []
 
 
+@bad_input("corrupt or truncated slide")
 def test_truncated_slide(tmp_path):
     cut = tmp_path / "cut.svs"
     data = CMU_SLIDE.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     line = error_line(_segment(tmp_path, cut, "S3"))
-    assert "slide S3" in line and "corrupt or truncated" in line
+    names_item_and_fix(line, "slide S3", "corrupt or truncated, copy it again from its source")
     assert _outputs(tmp_path) == []
 
 
+@bad_input("slide without mpp")
 def test_slide_without_mpp(tmp_path):
     path = tmp_path / "nompp.tiff"
     write_pyramid(path, np.full((1024, 1024, 3), 240, np.uint8), mpp=None)
@@ -50,12 +82,14 @@ def test_slide_without_mpp(tmp_path):
     assert _segment(tmp_path, path, "S4", "--mpp", "0.5").returncode == 0
 
 
+@bad_input("slide with no tissue")
 def test_slide_with_no_tissue_fails_tile_or_records_zero(tmp_path, blank_slide):
     assert _segment(tmp_path, blank_slide, "blank").returncode == 0
     common = ["--slide", blank_slide, "--slide-id", "blank", "--contours", tmp_path / "o.geojson",
               "--coords", tmp_path / "t.h5", "--qc", tmp_path / "t.png"]
     line = error_line(run_ghanet("tile", *common))
-    assert "slide blank" in line and "no tile" in line and "on_empty" in line
+    assert "no tile" in line
+    names_item_and_fix(line, "slide blank", "set tile.on_empty: record")
     assert not (tmp_path / "t.h5").exists()
     proc = run_ghanet("tile", *common, "--params", '{"on_empty": "record"}')
     assert proc.returncode == 0, proc.stderr
@@ -72,6 +106,7 @@ def test_slide_with_no_tissue_fails_tile_or_records_zero(tmp_path, blank_slide):
     assert row.reason == "no tissue found"
 
 
+@bad_input("duplicate slide ids")
 def test_duplicate_slide_id_in_sheet(tmp_path):
     sheet = tmp_path / "slides.csv"
     pd.DataFrame({"slide_id": ["A", "B", "A"], "case_id": ["p1", "p2", "p3"],
@@ -80,14 +115,16 @@ def test_duplicate_slide_id_in_sheet(tmp_path):
     cfg.write_text(f"cohort:\n  slide_sheet: {sheet}\n")
     line = error_line(run_ghanet("check-config", cfg))
     assert "duplicate slide_id 'A'" in line and str(sheet) in line
+    names_item_and_fix(line, "'A'", "each slide must appear once")
 
 
+@bad_input("invalid slide sheet values")
 def test_bad_slide_sheet_values(tmp_path):
     sheet = tmp_path / "slides.csv"
     pd.DataFrame({"slide_id": ["A B"], "case_id": ["p1"], "path": [str(CMU_SLIDE)]}).to_csv(sheet, index=False)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"cohort:\n  slide_sheet: {sheet}\n")
     line = error_line(run_ghanet("check-config", cfg))
-    assert "row 2" in line and "slide_id" in line
+    names_item_and_fix(line, "row 2", "see the description of 'slide_id'")
     pd.DataFrame({"slide_id": ["A"], "case_id": ["p1"], "path": [str(CMU_SLIDE)], "mpp": [-1]}).to_csv(sheet, index=False)
     assert "mpp" in error_line(run_ghanet("check-config", cfg))

@@ -1,3 +1,4 @@
+import functools
 import json
 
 import numpy as np
@@ -5,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import SHARED, error_line, run_ghanet
+from conftest import SHARED, bad_input, error_line, names_item_and_fix, run_ghanet
 from ghanet_pipeline import cohort, demo, genes, splits
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.errors import GhanetError
@@ -18,9 +19,15 @@ needs_shared = pytest.mark.skipif(not (BLCA / "tcga_blca_all_clean.csv.gz").exis
 # ------------------------------------------------------------ real data: TCGA-BLCA
 
 
+@functools.cache
+def _blca() -> pd.DataFrame:
+    return pd.read_csv(BLCA / "tcga_blca_all_clean.csv.gz", low_memory=False)
+
+
 def _independent_counts(fold: int) -> dict:
-    """The official-compatible selection recomputed here with pandas + scipy, one feature at a time."""
-    df = pd.read_csv(BLCA / "tcga_blca_all_clean.csv.gz", low_memory=False)
+    """The official-compatible selection recomputed here with pandas + scipy (a Welch test per
+    column of the training patients), independently of the stage's own code."""
+    df = _blca()
     pts = df.drop_duplicates("case_id").set_index("case_id")
     unc = pts[pts.censorship < 1]
     _, q = pd.qcut(unc.survival_months, q=4, retbins=True, labels=False)
@@ -29,20 +36,18 @@ def _independent_counts(fold: int) -> dict:
     split = pd.read_csv(BLCA / f"splits_{fold}.csv")
     train = pts.loc[split.train.dropna()]
     lab = label.loc[train.index]
-    hi = (train.censorship == 0) & (lab < 2)
-    lo = lab >= 2
+    hi = ((train.censorship == 0) & (lab < 2)).to_numpy()
+    lo = (lab >= 2).to_numpy()
     sig = pd.read_csv(SHARED / "data" / "signatures.csv")
     counts = {}
     for fam in sig.columns:
         genes_ = set(sig[fam].dropna())
         cols = [c for c in df.columns if c.rsplit("_", 1)[0] in genes_ and c.rsplit("_", 1)[-1] in ("rnaseq", "cnv", "mut")]
-        n = 0
-        for c in cols:
-            x = train[c]
-            z = (x - x.mean()) / (x.std(ddof=0) or 1.0)
-            p = stats.ttest_ind(z[hi], z[lo], equal_var=False).pvalue
-            n += bool(np.isfinite(p) and p < 0.05)
-        counts[fam] = n
+        x = train[cols].astype(float)
+        sd = x.std(ddof=0).replace(0.0, 1.0)
+        z = ((x - x.mean()) / sd).to_numpy()
+        p = stats.ttest_ind(z[hi], z[lo], equal_var=False, axis=0).pvalue
+        counts[fam] = int((np.isfinite(p) & (p < 0.05)).sum())
     return counts
 
 
@@ -107,9 +112,10 @@ def test_folds_are_stratified_disjoint_and_reproducible():
     assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other))
 
 
+@bad_input("invalid split file")
 def test_split_files_are_validated(tmp_path):
     pd.DataFrame({"train": ["a", "b"], "val": ["b", None]}).to_csv(tmp_path / "splits_0.csv")
-    with pytest.raises(GhanetError, match="patient b is in both train and val"):
+    with pytest.raises(GhanetError, match="patient b is in both train and val; list each patient in one"):
         splits.read_split_files(tmp_path, 1)
     pd.DataFrame({"train": ["a", "b"], "val": ["c", None]}).to_csv(tmp_path / "splits_0.csv")
     with pytest.raises(GhanetError, match="splits_1.csv not found"):
@@ -191,18 +197,19 @@ def _splits(tmp_path, on_problem="fail"):
 
 
 CASES = {
-    "conflicting outcomes": (lambda c: c.assign(survival_months=np.where(c.slide_id == c.slide_id.iloc[1], 1.0, c.survival_months)), "disagree on survival_months"),
-    "NaN survival": (lambda c: c.assign(survival_months=np.where(c.case_id == "DEMO-003", np.nan, c.survival_months)), "survival_months is nan"),
-    "negative survival": (lambda c: c.assign(survival_months=np.where(c.case_id == "DEMO-003", -2.0, c.survival_months)), "survival_months is -2.0"),
+    "conflicting outcomes of one patient": (lambda c: c.assign(survival_months=np.where(c.slide_id == c.slide_id.iloc[1], 1.0, c.survival_months)), "disagree on survival_months"),
+    "NaN survival time": (lambda c: c.assign(survival_months=np.where(c.case_id == "DEMO-003", np.nan, c.survival_months)), "survival_months is nan"),
+    "negative survival time": (lambda c: c.assign(survival_months=np.where(c.case_id == "DEMO-003", -2.0, c.survival_months)), "survival_months is -2.0"),
     "censorship not 0/1": (lambda c: c.assign(censorship=np.where(c.case_id == "DEMO-003", 2, c.censorship)), "censorship is 2"),
-    "missing omic value": (lambda c: c.assign(**{c.columns[12]: np.where(c.case_id == "DEMO-003", np.nan, c[c.columns[12]])}), "omic value(s) missing"),
+    "missing (NaN) genomic value": (lambda c: c.assign(**{c.columns[12]: np.where(c.case_id == "DEMO-003", np.nan, c[c.columns[12]])}), "omic value(s) missing"),
 }
 
 
+@bad_input(*CASES)
 @pytest.mark.parametrize("case", list(CASES))
 def test_patient_problems_fail_or_are_excluded(tmp_path, case):
     clinical, _ = _cohort(12)
-    if case == "conflicting outcomes":  # needs a patient with two slides
+    if case == "conflicting outcomes of one patient":  # needs a patient with two slides
         clinical = pd.concat([clinical, clinical[clinical.case_id == "DEMO-003"].assign(slide_id="EXTRA")])
         clinical.loc[clinical.slide_id == "EXTRA", "survival_months"] = 0.5
         modify, words = (lambda c: c), "disagree on survival_months"
@@ -212,7 +219,8 @@ def test_patient_problems_fail_or_are_excluded(tmp_path, case):
     slides = dict(zip(clinical.slide_id, clinical.case_id))
     _write(tmp_path, clinical, slides)
     line = error_line(_splits(tmp_path))
-    assert "patient DEMO-003" in line and words in line and "on_problem: exclude" in line
+    assert words in line
+    names_item_and_fix(line, "patient DEMO-003", "set cohort.on_problem: exclude")
     proc = _splits(tmp_path, "exclude")
     assert proc.returncode == 0, proc.stderr
     excl = pd.read_csv(tmp_path / "out/exclusions.csv")
@@ -221,20 +229,25 @@ def test_patient_problems_fail_or_are_excluded(tmp_path, case):
     assert "DEMO-003" not in pts.index and len(pts) == 11
 
 
+@bad_input("patient without slides", "slide without patient")
 def test_patients_without_slides_and_slides_without_patients(tmp_path):
     clinical, _ = _cohort(12)
-    slides = dict(zip(clinical.slide_id, clinical.case_id))
-    slides = {s: c for s, c in slides.items() if c != "DEMO-005"}
+    every = dict(zip(clinical.slide_id, clinical.case_id))
+    _write(tmp_path, clinical, {s: c for s, c in every.items() if c != "DEMO-005"})
+    line = error_line(_splits(tmp_path))
+    names_item_and_fix(line, "patient DEMO-005 has no slide", "add its slides")
+    _write(tmp_path, clinical, {**every, "ORPHAN-S1": "NOBODY"})
+    names_item_and_fix(error_line(_splits(tmp_path)), "slide ORPHAN-S1", "on_problem: exclude")
+    slides = {s: c for s, c in every.items() if c != "DEMO-005"}
     slides["ORPHAN-S1"] = "NOBODY"
     _write(tmp_path, clinical, slides)
-    line = error_line(_splits(tmp_path))
-    assert "DEMO-005 has no slide" in line or "slide ORPHAN-S1" in line
     assert _splits(tmp_path, "exclude").returncode == 0
     excl = pd.read_csv(tmp_path / "out/exclusions.csv").set_index("item")
     assert excl.loc["DEMO-005", "kind"] == "patient without slides"
     assert excl.loc["ORPHAN-S1", "kind"] == "slide without patient"
 
 
+@bad_input("non-numeric genomic value")
 def test_non_numeric_omic_column_is_an_error(tmp_path):
     clinical, _ = _cohort(12)
     col = [c for c in clinical.columns if c.endswith("_rnaseq")][3]
@@ -242,4 +255,5 @@ def test_non_numeric_omic_column_is_an_error(tmp_path):
     clinical.loc[4, col] = "high"
     _write(tmp_path, clinical, dict(zip(clinical.slide_id, clinical.case_id)))
     line = error_line(_splits(tmp_path, "exclude"))
-    assert col in line and "'high'" in line and clinical.case_id[4] in line
+    assert col in line and "'high'" in line
+    names_item_and_fix(line, clinical.case_id[4], "omic columns must be numbers (fix or blank that cell)")

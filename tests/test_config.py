@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import REPO, error_line, run_ghanet
+from conftest import REPO, bad_input, error_line, run_ghanet
 from ghanet_pipeline.config import load_schema, validate_config
 from ghanet_pipeline.errors import ConfigError
 
@@ -26,15 +26,17 @@ def test_every_schema_property_is_described(name):
         assert sub.get("description"), f"{name}: {key} has no description"
 
 
+@bad_input("unknown config key")
 def test_unknown_key_is_named():
-    with pytest.raises(ConfigError, match="unknown key.*'tilling'.*allowed keys:.*tile"):
+    with pytest.raises(ConfigError, match=r"unknown key.*'tilling'.*allowed keys:.*tile.*\(check the spelling\)"):
         validate_config({"tilling": {"patch_size": 256}})
     with pytest.raises(ConfigError, match="'patchsize'.*at tile"):
         validate_config({"tile": {"patchsize": 256}})
 
 
+@bad_input("wrong config type")
 def test_wrong_type_is_named():
-    with pytest.raises(ConfigError, match=r"tile\.patch_size: 'big' is not of type 'integer'"):
+    with pytest.raises(ConfigError, match=r"tile\.patch_size: 'big' is not of type 'integer' \(see the description"):
         validate_config({"tile": {"patch_size": "big"}})
     with pytest.raises(ConfigError, match=r"tile\.on_empty"):
         validate_config({"tile": {"on_empty": "ignore"}})

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 import torch
 
-from conftest import REPO, error_line, run_ghanet
+from conftest import REPO, bad_input, error_line, names_item_and_fix, run_ghanet
 from ghanet_pipeline import encoders, extract, features, formats, segment, tile
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.errors import GhanetError
@@ -67,6 +67,7 @@ def test_registry_declares_consistent_encoders():
         encoders.resolve("resnet5")
 
 
+@bad_input("encoder weights of another architecture")
 def test_checkpoint_loading_and_architecture_mismatch(tmp_path):
     full = encoders._resnet50_full()
     torch.save(full.state_dict(), tmp_path / "r50.pth")
@@ -76,9 +77,9 @@ def test_checkpoint_loading_and_architecture_mismatch(tmp_path):
         ref = encoders.TruncatedResNet50(full.eval())(x)
         assert torch.equal(model(x), ref) and ref.shape == (2, 1024)
     torch.save(encoders._lite0().state_dict(), tmp_path / "lite.pth")
-    with pytest.raises(GhanetError, match="encoder resnet50_trunc: .*lite.pth is for another architecture"):
+    with pytest.raises(GhanetError, match="encoder resnet50_trunc: .*lite.pth is for another architecture.*; set extract.weights to"):
         encoders.load("resnet50_trunc", str(tmp_path / "lite.pth"))
-    with pytest.raises(GhanetError, match="encoder uni: weights file .*nope.bin not found; expected MahmoodLab/UNI"):
+    with pytest.raises(GhanetError, match="encoder uni: weights file .*nope.bin not found; set extract.weights to a local copy of MahmoodLab/UNI"):
         encoders.load("uni", str(tmp_path / "nope.bin"))
     with pytest.raises(GhanetError, match="encoder uni needs a local weights file.*random"):
         encoders.load("uni", None)
@@ -171,6 +172,7 @@ def test_read_features_accepts_clam_trident_and_mcat_layouts(tmp_path):
 # ---------------------------------------------------------------- bad input
 
 
+@bad_input("corrupt tile inside a slide")
 def test_corrupt_jpeg_tile_fails_naming_slide_and_tile(tiled, tmp_path):
     slide, sid, coords_h5 = tiled
     coords, attrs = formats.read_coords(coords_h5)
@@ -188,17 +190,19 @@ def test_corrupt_jpeg_tile_fails_naming_slide_and_tile(tiled, tmp_path):
     proc = run_ghanet("extract", "--slide", bad, "--slide-id", sid, "--coords", coords_h5,
                       "--features", tmp_path / "f.h5", "--batch-size", 8)
     line = error_line(proc)
-    assert f"slide {sid}" in line and f"({x}, {y})" in line and "corrupt" in line
+    assert f"({x}, {y})" in line
+    names_item_and_fix(line, f"slide {sid}", "corrupt or truncated, copy it again from its source")
     assert list(tmp_path.glob("*f.h5*")) == []
 
 
+@bad_input("coords file of another slide")
 def test_coords_from_another_slide(tiled, tmp_path, demo_cohort):
     slide, sid, coords_h5 = tiled
     out, sheet = demo_cohort
     other = sheet.slide_id[1]
     line = error_line(run_ghanet("extract", "--slide", sheet.path[1], "--slide-id", other, "--coords",
                                  coords_h5, "--features", tmp_path / "f.h5"))
-    assert f"is for slide {sid}, not {other}" in line
+    names_item_and_fix(line, f"is for slide {sid}, not {other}", f"rerun tile for {other}")
     # a CLAM coords file without ids is still checked against the slide's size
     coords, attrs = formats.read_coords(coords_h5)
     formats.write_coords(tmp_path / "clam.h5", coords * 4, {k: attrs[k] for k in ("patch_size", "patch_level", "downsample")})
@@ -219,9 +223,11 @@ def test_zero_tiles_give_an_empty_valid_feature_file(tiled, tmp_path):
     assert feats.shape == (0, 1280) and coords.shape == (0, 2) and fattrs["dim"] == 1280
 
 
+@bad_input("encoder weights missing")
 def test_missing_weights_file_is_one_line(tiled, tmp_path):
     slide, sid, coords_h5 = tiled
     line = error_line(run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords", coords_h5,
                                  "--features", tmp_path / "f.h5", "--params",
                                  '{"encoder": "resnet50_trunc", "weights": "/models/r50.pth"}'))
-    assert "encoder resnet50_trunc: weights file /models/r50.pth not found" in line
+    names_item_and_fix(line, "encoder resnet50_trunc: weights file /models/r50.pth not found",
+                       "set extract.weights to a local copy of")

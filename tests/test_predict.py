@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import error_line, run_ghanet
+from conftest import bad_input, error_line, names_item_and_fix, run_ghanet
 from ghanet_pipeline import features, formats, predict
 from test_train import DIM, make_fold, train_once
 
@@ -48,12 +48,14 @@ def test_every_fold_scores_and_the_ensemble_is_their_mean(two_folds, tmp_path):
     assert pd.read_csv(tmp_path / "p.csv").case_id.tolist() == ["NEW"]
 
 
+@bad_input("new slide of another scan resolution")
 def test_slide_of_another_resolution_is_refused_unless_allowed(two_folds, tmp_path):
     _features(tmp_path / "f", "B1", 8, mpp=0.5)
     proc = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
                       "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv")
     line = error_line(proc)
-    assert "slide B1 is scanned at 0.5 um/px" in line and "0.25" in line and "allow_other_mpp" in line
+    assert "0.25" in line
+    names_item_and_fix(line, "slide B1 is scanned at 0.5 um/px", "set predict.allow_other_mpp: true")
     assert not (tmp_path / "p.csv").exists()
     ok = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
                     "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv", "--allow-other-mpp")
@@ -61,6 +63,7 @@ def test_slide_of_another_resolution_is_refused_unless_allowed(two_folds, tmp_pa
     assert pd.read_csv(tmp_path / "p.csv").status.tolist() == ["ok"]
 
 
+@bad_input("model directory missing a fold")
 def test_a_model_directory_missing_a_fold_is_named(two_folds, tmp_path):
     models = tmp_path / "ghanet"
     shutil.copytree(two_folds / "models/ghanet/fold_0", models / "fold_0")
@@ -68,7 +71,8 @@ def test_a_model_directory_missing_a_fold_is_named(two_folds, tmp_path):
     proc = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["C1"]), "--models-dir", models,
                       "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv")
     line = error_line(proc)
-    assert "has no fold 1" in line and "fold_1/model.pt" in line
+    assert "fold_1/model.pt" in line
+    names_item_and_fix(line, "has no fold 1", "rerun its training")
 
 
 def test_a_patient_without_tiles_gets_no_score_and_a_reason(two_folds, tmp_path):
@@ -83,11 +87,12 @@ def test_a_patient_without_tiles_gets_no_score_and_a_reason(two_folds, tmp_path)
     assert table.set_index("case_id").at["fine", "status"] == "ok"
 
 
+@bad_input("features of another encoder")
 def test_features_of_another_encoder_are_refused(two_folds, tmp_path):
     feats = np.zeros((4, DIM), np.float32)
     formats.write_features(tmp_path / "f/F1.h5", feats, np.zeros((4, 2), int), {},
                            {"encoder": "uni", "weights_sha256": "x", "patch_size": 256, "target_mpp": 0.5})
-    with pytest.raises(Exception, match="slide F1: features made with encoder = uni, the models with toy"):
+    with pytest.raises(Exception, match="slide F1: features made with encoder = uni, the models with toy; process the slide with"):
         predict.run(_sheet(tmp_path, ["F1"]), two_folds / "models/ghanet", out_csv=tmp_path / "p.csv",
                     features_dir=tmp_path / "f")
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import error_line, run_ghanet
+from conftest import bad_input, error_line, names_item_and_fix, run_ghanet
 from ghanet_pipeline import evaluate, formats, splits, train
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.risk import cutoffs_from, risk_group
@@ -170,6 +170,7 @@ def test_evaluation_table_and_plots(tmp_path):
         assert (tmp_path / "eval" / png).read_bytes()[:4] == b"\x89PNG"
 
 
+@bad_input("patient without patches")
 def test_a_patient_without_patches_is_named(tmp_path):
     patients = make_fold(tmp_path)
     case = patients.index[2]
@@ -181,7 +182,7 @@ def test_a_patient_without_patches_is_named(tmp_path):
                       "--scaler", tmp_path / "scaler.csv", "--features-dir", tmp_path / "features",
                       "--out-dir", tmp_path / "out", "--params", json.dumps(sections()))
     line = error_line(proc)
-    assert f"patient {case} has no patch" in line and "on_problem: exclude" in line
+    names_item_and_fix(line, f"patient {case} has no patch", "on_problem: exclude")
     assert not (tmp_path / "out/model.pt").exists()
     # excluded on request: no score for that patient, and the checkpoint records why
     train_once(tmp_path, "abmil", tmp_path / "out", on_problem="exclude")
@@ -189,11 +190,12 @@ def test_a_patient_without_patches_is_named(tmp_path):
     assert train.load_checkpoint(tmp_path / "out/model.pt")["excluded"][0][0] == case
 
 
+@bad_input("feature file of the wrong dimension")
 def test_features_of_another_dimension_are_refused(tmp_path):
     patients = make_fold(tmp_path)
     case = next(c for c in patients.index if ";" in patients.at[c, "slide_ids"])
     sid = patients.at[case, "slide_ids"].split(";")[1]
     formats.write_features(tmp_path / "features" / f"{sid}.h5", np.zeros((4, DIM + 1), np.float32),
                            np.zeros((4, 2), int), {}, {})
-    with pytest.raises(Exception, match=f"patient {case}: slide {sid} has {DIM + 1}-d features"):
+    with pytest.raises(Exception, match=f"patient {case}: slide {sid} has {DIM + 1}-d features.*; extract every slide with the same encoder"):
         train_once(tmp_path, "abmil", tmp_path / "out")
