@@ -1,6 +1,8 @@
 """The tiny demo through a real single-node SLURM cluster with the shipped profile: every job goes
-through sbatch, and the results equal a local run's."""
+through sbatch, and the results equal a local run's bit for bit (the determinism check: two full
+demo runs with one seed)."""
 
+import json
 import re
 
 import h5py
@@ -62,12 +64,20 @@ def test_tiny_demo_through_slurm_matches_a_local_run(cluster, tiny_run, tmp_path
     assert proc.returncode == 0, out[-4000:]
     submitted = re.findall(r"submitted with SLURM jobid (\d+)|SLURM run ID: \S+|jobid (\d+)\)", out)
     assert submitted, out[-3000:]
-    # the results are the local run's
+    # a second full run of the demo with the same seeds: the local run's results, bit for bit
+    # (both on this CPU, each job with the same thread count)
     sheet = pd.read_csv(work / "results/demo/slides.csv")
     for sid in sheet.slide_id:
         with h5py.File(work / f"results/features/efficientnet_lite0/{sid}.h5") as a, \
                 h5py.File(tiny_run / f"results/features/efficientnet_lite0/{sid}.h5") as b:
             np.testing.assert_array_equal(a["coords"][:], b["coords"][:])
-            np.testing.assert_allclose(a["features"][:], b["features"][:], rtol=0, atol=1e-5)
-    for rel in ("results/evaluate/folds.csv", "results/models/ghanet/fold_1/risks.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(work / rel), pd.read_csv(tiny_run / rel), rtol=1e-4)
+            np.testing.assert_array_equal(a["features"][:], b["features"][:])
+    for k in range(2):
+        rel = f"results/genes/fold_{k}/selection.json"
+        assert json.loads((work / rel).read_text()) == json.loads((tiny_run / rel).read_text())
+    for model in ("ghanet", "abmil", "snn"):
+        for k in range(2):
+            rel = f"results/models/{model}/fold_{k}/risks.csv"
+            pd.testing.assert_frame_equal(pd.read_csv(work / rel), pd.read_csv(tiny_run / rel), check_exact=True)
+    rel = "results/evaluate/folds.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(work / rel), pd.read_csv(tiny_run / rel), check_exact=True)
