@@ -28,6 +28,21 @@ def run_ghanet(*args, check=False):
     return proc
 
 
+def ghanet_in_process(*args):
+    """The CLI's own `main` in this process, for the torch stages: the same code and messages as
+    `python -m ghanet_pipeline`, without ~5 s of imports per call (the workflow tests run the
+    real entry point)."""
+    import contextlib
+    import io
+
+    from ghanet_pipeline import cli
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in args])
+    return subprocess.CompletedProcess(["ghanet", *map(str, args)], code, "", err.getvalue())
+
+
 def error_line(proc) -> str:
     """The single error line the CLI prints on a user error."""
     assert proc.returncode == 1, proc.stderr

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 import torch
 
-from conftest import REPO, bad_input, error_line, names_item_and_fix, run_ghanet
+from conftest import REPO, bad_input, error_line, ghanet_in_process, names_item_and_fix, run_ghanet
 from ghanet_pipeline import encoders, extract, features, formats, segment, tile
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.errors import GhanetError
@@ -187,7 +187,7 @@ def test_corrupt_jpeg_tile_fails_naming_slide_and_tile(tiled, tmp_path):
     with open(bad, "r+b") as fh:  # overwrite that tile's JPEG stream
         fh.seek(offset)
         fh.write(b"\x00" * count)
-    proc = run_ghanet("extract", "--slide", bad, "--slide-id", sid, "--coords", coords_h5,
+    proc = ghanet_in_process("extract", "--slide", bad, "--slide-id", sid, "--coords", coords_h5,
                       "--features", tmp_path / "f.h5", "--batch-size", 8)
     line = error_line(proc)
     assert f"({x}, {y})" in line
@@ -200,13 +200,13 @@ def test_coords_from_another_slide(tiled, tmp_path, demo_cohort):
     slide, sid, coords_h5 = tiled
     out, sheet = demo_cohort
     other = sheet.slide_id[1]
-    line = error_line(run_ghanet("extract", "--slide", sheet.path[1], "--slide-id", other, "--coords",
+    line = error_line(ghanet_in_process("extract", "--slide", sheet.path[1], "--slide-id", other, "--coords",
                                  coords_h5, "--features", tmp_path / "f.h5"))
     names_item_and_fix(line, f"is for slide {sid}, not {other}", f"rerun tile for {other}")
     # a CLAM coords file without ids is still checked against the slide's size
     coords, attrs = formats.read_coords(coords_h5)
     formats.write_coords(tmp_path / "clam.h5", coords * 4, {k: attrs[k] for k in ("patch_size", "patch_level", "downsample")})
-    line = error_line(run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords",
+    line = error_line(ghanet_in_process("extract", "--slide", slide, "--slide-id", sid, "--coords",
                                  tmp_path / "clam.h5", "--features", tmp_path / "f.h5"))
     assert "outside slide" in line
     assert not (tmp_path / "f.h5").exists()
@@ -216,7 +216,7 @@ def test_zero_tiles_give_an_empty_valid_feature_file(tiled, tmp_path):
     slide, sid, coords_h5 = tiled
     _, attrs = formats.read_coords(coords_h5)
     formats.write_coords(tmp_path / "empty.h5", np.zeros((0, 2)), attrs)
-    proc = run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords", tmp_path / "empty.h5",
+    proc = ghanet_in_process("extract", "--slide", slide, "--slide-id", sid, "--coords", tmp_path / "empty.h5",
                       "--features", tmp_path / "f.h5")
     assert proc.returncode == 0, proc.stderr
     feats, coords, fattrs = features.read_features(tmp_path / "f.h5")
@@ -226,7 +226,7 @@ def test_zero_tiles_give_an_empty_valid_feature_file(tiled, tmp_path):
 @bad_input("encoder weights missing")
 def test_missing_weights_file_is_one_line(tiled, tmp_path):
     slide, sid, coords_h5 = tiled
-    line = error_line(run_ghanet("extract", "--slide", slide, "--slide-id", sid, "--coords", coords_h5,
+    line = error_line(ghanet_in_process("extract", "--slide", slide, "--slide-id", sid, "--coords", coords_h5,
                                  "--features", tmp_path / "f.h5", "--params",
                                  '{"encoder": "resnet50_trunc", "weights": "/models/r50.pth"}'))
     names_item_and_fix(line, "encoder resnet50_trunc: weights file /models/r50.pth not found",

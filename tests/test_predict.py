@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import bad_input, error_line, names_item_and_fix, run_ghanet
+from conftest import bad_input, error_line, ghanet_in_process, names_item_and_fix
 from ghanet_pipeline import features, formats, predict
 from test_train import DIM, make_fold, train_once
 
@@ -51,13 +51,13 @@ def test_every_fold_scores_and_the_ensemble_is_their_mean(two_folds, tmp_path):
 @bad_input("new slide of another scan resolution")
 def test_slide_of_another_resolution_is_refused_unless_allowed(two_folds, tmp_path):
     _features(tmp_path / "f", "B1", 8, mpp=0.5)
-    proc = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
+    proc = ghanet_in_process("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
                       "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv")
     line = error_line(proc)
     assert "0.25" in line
     names_item_and_fix(line, "slide B1 is scanned at 0.5 um/px", "set predict.allow_other_mpp: true")
     assert not (tmp_path / "p.csv").exists()
-    ok = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
+    ok = ghanet_in_process("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
                     "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv", "--allow-other-mpp")
     assert ok.returncode == 0, ok.stderr
     assert pd.read_csv(tmp_path / "p.csv").status.tolist() == ["ok"]
@@ -68,7 +68,7 @@ def test_a_model_directory_missing_a_fold_is_named(two_folds, tmp_path):
     models = tmp_path / "ghanet"
     shutil.copytree(two_folds / "models/ghanet/fold_0", models / "fold_0")
     _features(tmp_path / "f", "C1", 8)
-    proc = run_ghanet("predict", "--slide-sheet", _sheet(tmp_path, ["C1"]), "--models-dir", models,
+    proc = ghanet_in_process("predict", "--slide-sheet", _sheet(tmp_path, ["C1"]), "--models-dir", models,
                       "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv")
     line = error_line(proc)
     assert "fold_1/model.pt" in line

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import bad_input, error_line, names_item_and_fix, run_ghanet
+from conftest import bad_input, error_line, ghanet_in_process, names_item_and_fix
 from ghanet_pipeline import evaluate, formats, splits, train
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.risk import cutoffs_from, risk_group
@@ -177,7 +177,7 @@ def test_a_patient_without_patches_is_named(tmp_path):
     sid = patients.at[case, "slide_ids"]
     formats.write_features(tmp_path / "features" / f"{sid}.h5", np.empty((0, DIM), np.float32),
                            np.empty((0, 2), int), {}, {"encoder": "toy"})
-    proc = run_ghanet("train", "--model", "abmil", "--fold", 0, "--patients", tmp_path / "patients.csv.gz",
+    proc = ghanet_in_process("train", "--model", "abmil", "--fold", 0, "--patients", tmp_path / "patients.csv.gz",
                       "--fold-csv", tmp_path / "fold_0.csv", "--selection", tmp_path / "selection.json",
                       "--scaler", tmp_path / "scaler.csv", "--features-dir", tmp_path / "features",
                       "--out-dir", tmp_path / "out", "--params", json.dumps(sections()))

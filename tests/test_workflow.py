@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CMU_SLIDE, TINY_DEMO, snakemake
+from conftest import CMU_SLIDE, TINY_DEMO, ghanet_in_process, snakemake
 
 
 def _config(tmp_path, extra):
@@ -145,14 +145,13 @@ def test_predict_on_raw_slides_reproduces_the_evaluated_risk(tiny_run, tmp_path)
     """`ghanet predict` on a held-out demo patient's raw slides: in the column of the fold that
     held the patient out, the risk the evaluation stage scored (segmented, tiled and extracted
     again from the slide files with the checkpoints' settings)."""
-    from conftest import run_ghanet
 
     risks = pd.read_csv(tiny_run / "results/models/ghanet/fold_1/risks.csv").set_index("case_id")
     case = risks.index[risks.split == "val"][0]
     sheet = pd.read_csv(tiny_run / "results/demo/slides.csv")
     mine = sheet[sheet.case_id == case].assign(path=lambda d: [str(tiny_run / p) for p in d.path])
     mine.to_csv(tmp_path / "new.csv", index=False)
-    proc = run_ghanet("predict", "--slide-sheet", tmp_path / "new.csv", "--models-dir",
+    proc = ghanet_in_process("predict", "--slide-sheet", tmp_path / "new.csv", "--models-dir",
                       tiny_run / "results/models/ghanet", "--out", tmp_path / "p.csv", "--device", "cpu",
                       "--threads", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
