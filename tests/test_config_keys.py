@@ -116,7 +116,7 @@ def few_tiles(demo_cohort, tmp_path_factory):
     slide = demo_cohort[1].path[0]
     _segment(tmp, slide, "s")
     coords, attrs = _tile(tmp, slide, "t", tmp / "s.geojson", cfg("tile"))
-    formats.write_coords(tmp / "few.h5", coords[:4], {k: v for k, v in attrs.items()})
+    formats.write_coords(tmp / "few.h5", coords[:4], attrs)
     return slide, tmp / "few.h5"
 
 
