@@ -53,17 +53,17 @@ def main() -> None:
 
     from ghanet_pipeline import evaluate, genes, splits
     from ghanet_pipeline.config import load_config
-    from ghanet_pipeline.sheet import read_slide_sheet
+    from ghanet_pipeline.sheet import read_slides
 
     cfg = load_config(REPO / "config.yaml")
     demo = a.results / "demo"
-    sheet = read_slide_sheet(demo / "slides.csv")
+    slide_cases = {sid: r["case_id"] for sid, r in read_slides(demo / "slides.csv").items()}
     models, k = cfg["train"]["models"], cfg["splits"]["folds"]
     tasks = []
     for seed in a.seeds:
         out = a.out / f"seed_{seed}"
         sp = dict(cfg["splits"], seed=seed)
-        splits.run(demo / "clinical.csv", dict(zip(sheet.slide_id, sheet.case_id)), sp, cfg["cohort"],
+        splits.run(demo / "clinical.csv", slide_cases, sp, cfg["cohort"],
                    cfg["labels"], out_dir=out / "cohort")
         for fold in range(k):
             genes.run(out / "cohort/patients.csv.gz", out / f"cohort/fold_{fold}.csv", demo / "signatures.csv",
@@ -82,7 +82,7 @@ def main() -> None:
                                                        "logrank_p"]].to_dict("records")]
     res = pd.DataFrame(rows)
     train_s = pd.DataFrame(times, columns=["seed", "model", "fold", "seconds"]).groupby("model").seconds.mean()
-    print(f"cohort: {len(set(sheet.case_id))} patients, {len(sheet)} slides; {k} folds; seeds {a.seeds}")
+    print(f"cohort: {len(set(slide_cases.values()))} patients, {len(slide_cases)} slides; {k} folds; seeds {a.seeds}")
     print(res.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\nmean over seeds of the fold-mean C-index:")
     print(res.groupby("model").c_index_mean.agg(["mean", "std", "min", "max"]).to_string(float_format=lambda v: f"{v:.3f}"))

@@ -12,7 +12,7 @@ import sys
 from . import __version__
 from .config import load_config, validate_config
 from .errors import GhanetError
-from .sheet import read_slide_sheet
+from .sheet import read_slides
 
 log = logging.getLogger("ghanet")
 
@@ -54,6 +54,14 @@ def _add_slide_args(p: argparse.ArgumentParser) -> None:
                    help="mpp for a file without metadata (cohort.default_mpp)")
 
 
+def _add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="auto (a free GPU if the job has one, else the CPU), cpu, cuda (a free GPU, or an "
+                   "error), cuda:<i> (that one)")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="GPUs the job asked the scheduler for (the rule's gpu resource); with 0, auto is the CPU")
+
+
 def cmd_demo_cohort(args) -> None:
     from . import demo
 
@@ -77,7 +85,7 @@ def cmd_tile(args) -> None:
 
     res = tile.run(args.slide, args.slide_id, _section(args, "tile"), contours=args.contours,
                    coords_h5=args.coords, qc_png=args.qc, sheet_mpp=args.mpp,
-                   default_mpp=args.default_mpp)
+                   default_mpp=args.default_mpp, segment_stats=args.segment_stats)
     log.info("tile %s: %d tiles of %d level-0 px read at level %d", args.slide_id, res["n_tiles"],
              res["patch_size_level0"], res["patch_level"])
 
@@ -88,18 +96,25 @@ def cmd_extract(args) -> None:
     res = extract.run(args.slide, args.slide_id, _section(args, "extract"), coords_h5=args.coords,
                       features_h5=args.features, features_pt=args.features_pt, device=args.device,
                       batch_size=args.batch_size, workers=args.workers, threads=args.threads,
-                      reader=args.reader)
+                      reader=args.reader, wants_gpu=args.gpus > 0)
     log.info("extract %s: %d x %d features (%s, %s)", args.slide_id, res["n_tiles"], res["dim"],
              res["encoder"], res["precision"])
 
 
+def cmd_export_pt(args) -> None:
+    from . import extract, features
+
+    feats, _, _ = features.read_features(args.features)
+    extract.write_features_pt(args.out, feats)
+    log.info("export-pt: %d x %d features to %s", feats.shape[0], feats.shape[1], args.out)
+
+
 def cmd_splits(args) -> None:
     from . import splits
-    from .sheet import read_slide_sheet
 
     cfg = _sections(args)
-    sheet = read_slide_sheet(args.slide_sheet)
-    splits.run(args.clinical, dict(zip(sheet.slide_id, sheet.case_id)), cfg["splits"], cfg["cohort"],
+    slides = read_slides(args.slide_sheet)
+    splits.run(args.clinical, {sid: row["case_id"] for sid, row in slides.items()}, cfg["splits"], cfg["cohort"],
                cfg["labels"], out_dir=args.out_dir)
 
 
@@ -114,9 +129,11 @@ def cmd_genes(args) -> None:
 def cmd_train(args) -> None:
     from . import train
 
+    n_folds = json.loads(open(args.splits_summary).read())["folds"] if args.splits_summary else None
     train.run(args.model, args.fold, patients_csv=args.patients, fold_csv=args.fold_csv,
               selection_json=args.selection, scaler_csv=args.scaler, features_dir=args.features_dir,
-              sections=_sections(args), out_dir=args.out_dir, device=args.device, threads=args.threads)
+              sections=_sections(args), out_dir=args.out_dir, device=args.device, threads=args.threads,
+              wants_gpu=args.gpus > 0, n_folds=n_folds)
 
 
 def cmd_evaluate(args) -> None:
@@ -141,8 +158,7 @@ def cmd_heatmaps(args) -> None:
     ckpt = train.load_checkpoint(args.model)
     _, val_ids = splits.read_fold(args.fold_csv)
     patients = splits.read_patients(args.patients)
-    sheet = read_slide_sheet(args.slide_sheet)
-    paths = dict(zip(sheet.slide_id, sheet.path))
+    paths = {sid: row["path"] for sid, row in read_slides(args.slide_sheet).items()}
     for case_id in val_ids:
         parts = []
         for sid in patients.at[case_id, "slide_ids"].split(";"):
@@ -184,9 +200,7 @@ def cmd_encoders(args) -> None:
 def cmd_check_config(args) -> None:
     cfg = load_config(args.config_file)
     if cfg["cohort"]["slide_sheet"]:
-        from .sheet import read_slide_sheet
-
-        read_slide_sheet(cfg["cohort"]["slide_sheet"])
+        read_slides(cfg["cohort"]["slide_sheet"])
     print(f"{args.config_file}: valid")
 
 
@@ -219,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_slide_args(p)
     _add_stage_args(p)
     p.add_argument("--contours", required=True, help="GeoJSON written by `ghanet segment`")
+    p.add_argument("--segment-stats", default=None,
+                   help="stats JSON written by `ghanet segment`: take its level-0 mpp (instead of --mpp)")
     p.add_argument("--coords", required=True)
     p.add_argument("--qc", required=True)
     p.set_defaults(func=cmd_tile)
@@ -229,13 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coords", required=True, help="coords HDF5 written by `ghanet tile`")
     p.add_argument("--features", required=True, help="output HDF5")
     p.add_argument("--features-pt", default=None, help="also write the MCAT .pt tensor here")
-    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1")
+    _add_device_args(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="tile-reading processes")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--reader", choices=["threads", "processes"], default="threads",
                    help="tile readers run as threads (default) or forkserver processes")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("export-pt", help="a feature file as the MCAT/G-HANet .pt tensor (pt_files/<slide>.pt)")
+    p.add_argument("--features", required=True, help="HDF5 written by `ghanet extract`")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export_pt)
 
     p = sub.add_parser("splits", help="validated cohort table, exclusions and patient-level folds")
     _add_stage_args(p)
@@ -262,8 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", required=True, help="selection.json written by `ghanet genes`")
     p.add_argument("--scaler", required=True, help="scaler.csv written by `ghanet genes`")
     p.add_argument("--features-dir", required=True, help="folder of per-slide feature files")
+    p.add_argument("--splits-summary", default=None,
+                   help="splits.json written by `ghanet splits` (the number of folds the checkpoint records)")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1")
+    _add_device_args(p)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.set_defaults(func=cmd_train)
 

@@ -1,8 +1,12 @@
 """Load and validate config.yaml and slide sheets against the schemas in workflow/schemas/.
 
 The schema files are the single source of truth: the Snakefile and the CLI both call
-`validate_config`, which fills defaults and turns the first schema violation into one line that
-names the key and what is allowed.
+`validate_config`, which types values given as text by the schema (Snakemake hands
+`--config 'train={epochs: 5}'` over as strings), fills defaults and reports every schema
+violation, one line each naming the key and what is allowed.
+
+Standard library, PyYAML and jsonschema only (both are Snakemake's own dependencies): the
+Snakefile imports this module in the user's Snakemake environment.
 """
 
 from __future__ import annotations
@@ -41,18 +45,59 @@ def _fill_defaults(schema: dict, instance: dict) -> None:
             _fill_defaults(sub, instance[key])
 
 
+NULL_WORDS = {"null", "Null", "NULL", "~", "None", ""}
+TRUE_WORDS, FALSE_WORDS = {"true", "yes", "on"}, {"false", "no", "off"}
+
+
+def _typed(text: str, types: list[str]):
+    """`text` as the first of the schema's non-string types it reads as; else unchanged."""
+    if "null" in types and text.strip() in NULL_WORDS:
+        return None
+    word = text.strip()
+    for kind in types:
+        try:
+            if kind == "integer" and word.lstrip("+-").isdigit():
+                return int(word)
+            if kind == "number":
+                return float(word)
+        except ValueError:
+            continue
+        if kind == "boolean" and word.lower() in TRUE_WORDS | FALSE_WORDS:
+            return word.lower() in TRUE_WORDS
+    return text
+
+
+def _coerce(schema: dict, value):
+    """Values given as text (Snakemake's --config) typed by the schema, recursively."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: _coerce(props[k], v) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and "items" in schema:
+        return [_coerce(schema["items"], v) for v in value]
+    if isinstance(value, str):
+        types = schema.get("type", [])
+        types = [types] if isinstance(types, str) else list(types)
+        if (types and "string" not in types) or ("null" in types and value.strip() in NULL_WORDS):
+            return _typed(value, types)
+    return value
+
+
 def _one_line(error: jsonschema.ValidationError, what: str) -> str:
+    return f"{what}: {_message(error)}"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path) or "top level"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         return (
-            f"{what}: unknown key(s) {', '.join(map(repr, extra))} at {where}; "
+            f"unknown key(s) {', '.join(map(repr, extra))} at {where}; "
             f"allowed keys: {', '.join(allowed)} (check the spelling)"
         )
     if error.validator == "required":
-        return f"{what}: {where}: {error.message}"
-    return f"{what}: {where}: {error.message} (see the description of '{where}' in workflow/schemas/)"
+        return f"{where}: {error.message}"
+    return f"{where}: {error.message} (see the description of '{where}' in workflow/schemas/)"
 
 
 def validate_config(config: dict | None, what: str = "config") -> dict:
@@ -61,11 +106,14 @@ def validate_config(config: dict | None, what: str = "config") -> dict:
     filled = copy.deepcopy(config or {})
     if not isinstance(filled, dict):
         raise ConfigError(f"{what}: expected a mapping of sections, got {type(filled).__name__}")
+    filled = _coerce(schema, filled)
     _fill_defaults(schema, filled)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
-    if errors:
+    errors = sorted(validator.iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
+    if len(errors) == 1:
         raise ConfigError(_one_line(errors[0], what))
+    if errors:
+        raise ConfigError(f"{what}: {len(errors)} problems:\n" + "\n".join(f"  - {_message(e)}" for e in errors))
     return filled
 
 

@@ -16,7 +16,6 @@ cohort exists. Everything is a function of (patients, seed).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from .demo_plan import plan  # the slide list, which the Snakefile also reads
 from .io import atomic_path
 
 PROGRAMS = ("tumour", "immune", "stroma")
@@ -46,23 +46,6 @@ NUCLEI = {
 }
 CYTOPLASM = {"tumour": (218, 150, 200), "immune": (226, 166, 206), "stroma": (240, 178, 204)}
 BACKGROUND = (243, 242, 246)
-
-
-@dataclass(frozen=True)
-class DemoSlide:
-    slide_id: str
-    case_id: str
-
-
-def plan(patients: int, seed: int) -> list[DemoSlide]:
-    rng = np.random.default_rng([seed, 1])
-    slides = []
-    for i in range(patients):
-        case = f"DEMO-{i:03d}"
-        # about a third of the patients get two slides, as in TCGA
-        for j in range(2 if rng.random() < 0.35 else 1):
-            slides.append(DemoSlide(f"{case}-S{j + 1}", case))
-    return slides
 
 
 def _latents(patients: int, seed: int) -> np.ndarray:

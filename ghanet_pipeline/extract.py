@@ -9,6 +9,7 @@ happen on the device, and inference runs under autocast (bf16 on a CPU with bf16
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import openslide
 import torch
 
-from . import __version__, encoders, formats, wsi
+from . import __version__, devices, encoders, formats, wsi
 from .errors import GhanetError, SlideError
 from .io import atomic_path
 
@@ -151,14 +152,13 @@ def check_coords(slide: openslide.OpenSlide, coords: np.ndarray, attrs: dict, sl
 
 def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, features_h5: str,
         features_pt: str | None = None, device: str = "auto", batch_size: int = 64,
-        workers: int = 1, threads: int | None = None, reader: str = "threads") -> dict:
+        workers: int = 1, threads: int | None = None, reader: str = "threads", wants_gpu: bool = True) -> dict:
+    dev = devices.resolve(device, wants_gpu, "extract") if isinstance(device, str) else device
     coords, attrs = formats.read_coords(coords_h5)
     slide = wsi.open_slide(slide_path, slide_id)
     check_coords(slide, coords, attrs, slide_id, coords_h5)
     slide.close()
 
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
     if threads:
         torch.set_num_threads(threads)
     spec, model, whash = encoders.load(params["encoder"], params["weights"])
@@ -175,6 +175,8 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
         "dim": spec.dim, "input_size": spec.input_size, "patch_size": attrs["patch_size"],
         "target_mpp": attrs["target_mpp"], "level0_mpp": attrs["level0_mpp"],
         "channels_last": bool(params["channels_last"]), "ghanet_version": __version__,
+        # provenance: segmentation, tiling and extraction settings, which checkpoints record
+        "settings": json.dumps({**json.loads(attrs.get("settings", "{}")), "extract": params}, sort_keys=True),
     }
     formats.write_features(features_h5, feats, coords, attrs, file_attrs)
     if features_pt:

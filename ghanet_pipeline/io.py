@@ -43,10 +43,7 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
+    # numpy scalars and arrays, without importing numpy (this module also serves the Snakefile)
+    if hasattr(obj, "tolist"):
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import features, heatmap, train
+from . import devices, features, heatmap, train
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import risk_group
@@ -130,6 +130,7 @@ def _process_slides(sheet: pd.DataFrame, sections: dict, work: Path, device: str
     from . import extract, segment, tile
 
     failed = {}
+    device = devices.resolve(device, True, "predict")  # once: one GPU for all the slides
     tile_params = dict(sections["tile"], on_empty="record")  # a slide without tissue gets a reason, not a crash
     for row in sheet.itertuples():
         sid, mpp = row.slide_id, getattr(row, "mpp", None)
@@ -150,10 +151,10 @@ def _process_slides(sheet: pd.DataFrame, sections: dict, work: Path, device: str
 def run(slide_sheet, models_dir, *, out_csv, features_dir=None, work_dir=None, scheme: str = "median",
         allow_other_mpp: bool = False, heatmaps_dir=None, device: str = "auto",
         threads: int | None = None) -> pd.DataFrame:
-    from .sheet import read_slide_sheet
+    from .sheet import read_slides
 
     ckpts = load_models(models_dir)
-    sheet = read_slide_sheet(slide_sheet).reset_index(drop=True)
+    sheet = pd.DataFrame(list(read_slides(slide_sheet).values()), columns=["slide_id", "case_id", "path", "mpp"])
     failed = {}
     if features_dir is None:
         work = Path(work_dir or Path(out_csv).parent / "work")

@@ -123,7 +123,7 @@ def _ring(contour: np.ndarray, scale: np.ndarray, size0) -> list[list[float]]:
 def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: str, stats_json: str,
         sheet_mpp: float | None = None, default_mpp: float | None = None) -> dict:
     slide = wsi.open_slide(slide_path, slide_id)
-    mpp0 = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp)
+    mpp0, mpp_source = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp)
     seg_mpp = params["seg_mpp"]
     level = wsi.level_for_mpp(slide, mpp0, seg_mpp, 0.0)
     level_mpp = mpp0 * slide.level_downsamples[level]
@@ -155,6 +155,11 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
         "dropped_pieces": result["dropped_pieces"],
         "saturation_threshold": result["threshold"],
         "level0_mpp": mpp0,
+        # where the resolution came from, and the default the job was given: the workflow reruns
+        # a slide for a new cohort.default_mpp only when its resolution came from the default
+        "mpp_source": mpp_source,
+        "default_mpp_given": default_mpp,
+        "settings": {"segment": params},  # provenance, carried on to the coords and features
         "seg_level": level,
         "seg_mpp": eff_mpp,
         "level0_size": [w0, h0],

@@ -1,36 +1,60 @@
-"""The slide sheet: slide_id, case_id, path and optional mpp, one row per slide."""
+"""The slide sheet: slide_id, case_id, path and optional mpp, one row per slide.
+
+Standard library only (plus jsonschema, through config): the Snakefile reads the sheet in the
+user's Snakemake environment, which has no pandas.
+"""
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
-
-import pandas as pd
 
 from .config import validate_slide_row
 from .errors import ConfigError
 
+REQUIRED = ("slide_id", "case_id", "path")
 
-def read_slide_sheet(path: str | Path) -> pd.DataFrame:
-    """Read and validate a slide sheet; slide ids must be unique. Returns a DataFrame indexed by slide_id."""
+
+def _number(text: str, where: str):
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: mpp {text!r} is not a number; give microns per pixel "
+                          "(e.g. 0.25 or 0.5) or leave it empty") from None
+
+
+def read_slides(path: str | Path) -> dict[str, dict]:
+    """Read and validate a slide sheet: slide_id -> {slide_id, case_id, path, mpp (float or None)},
+    in the sheet's order; slide ids must be unique."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"slide sheet {path} not found; set cohort.slide_sheet to an existing CSV")
     try:
-        df = pd.read_csv(path, dtype={"slide_id": str, "case_id": str, "path": str})
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            records = list(reader)
+    except (csv.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"slide sheet {path}: not a readable CSV ({exc})") from None
-    missing = {"slide_id", "case_id", "path"} - set(df.columns)
+    missing = set(REQUIRED) - set(columns)
     if missing:
         raise ConfigError(f"slide sheet {path}: missing column(s) {', '.join(sorted(missing))}; "
                           "required: slide_id, case_id, path (optional: mpp)")
-    for i, row in enumerate(df.to_dict("records")):
-        clean = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
-        validate_slide_row(clean, f"slide sheet {path}, row {i + 2}")
-    dup = df["slide_id"][df["slide_id"].duplicated()].unique()
-    if len(dup):
+    slides: dict[str, dict] = {}
+    dup = []
+    for i, rec in enumerate(records):
+        where = f"slide sheet {path}, row {i + 2}"
+        row = {k: v.strip() for k, v in rec.items() if k is not None and v is not None and v.strip() != ""}
+        if "mpp" in row:
+            row["mpp"] = _number(row["mpp"], where)
+            if math.isnan(row["mpp"]):
+                del row["mpp"]
+        validate_slide_row(row, where)
+        if row["slide_id"] in slides:
+            dup.append(row["slide_id"])
+        slides[row["slide_id"]] = {**row, "mpp": row.get("mpp")}
+    if dup:
         raise ConfigError(f"slide sheet {path}: duplicate slide_id {', '.join(map(repr, dup[:5]))}; "
                           "each slide must appear once")
-    if "mpp" not in df.columns:
-        df["mpp"] = float("nan")
-    return df.set_index("slide_id", drop=False)
+    return slides

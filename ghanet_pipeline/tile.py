@@ -8,6 +8,9 @@ rasterising the polygons at 16 x 16 samples per tile and averaging blocks, vecto
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 from skimage import draw
@@ -46,9 +49,16 @@ def tile_grid(polygons, level0_size, patch_size_level0: int, min_coverage: float
 
 
 def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h5: str, qc_png: str,
-        sheet_mpp: float | None = None, default_mpp: float | None = None) -> dict:
+        sheet_mpp: float | None = None, default_mpp: float | None = None, segment_stats=None) -> dict:
+    """With `segment_stats` (the workflow's way) the level-0 mpp and the segmentation settings are
+    the ones segmentation used; else the mpp is resolved here from the sheet, file or default."""
     slide = wsi.open_slide(slide_path, slide_id)
-    mpp0 = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp)
+    settings = {}
+    if segment_stats is not None:
+        stats = json.loads(Path(segment_stats).read_text())
+        mpp0, settings = float(stats["level0_mpp"]), stats.get("settings", {})
+    else:
+        mpp0, _ = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp)
     target, patch = params["target_mpp"], params["patch_size"]
     level = wsi.level_for_mpp(slide, mpp0, target, params["mpp_tolerance"])
     downsample = float(slide.level_downsamples[level])
@@ -72,6 +82,8 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
         "target_mpp": target, "level0_mpp": mpp0, "patch_size_level0": ps0,
         "read_size": read_size, "level_dim": list(slide.level_dimensions[level]),
         "slide_id": slide_id, "name": slide_id,
+        # provenance: the settings behind these tiles, carried on into the feature file
+        "settings": json.dumps({**settings, "tile": params}, sort_keys=True),
     }
     formats.write_coords(coords_h5, coords, attrs)
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, features, splits
+from . import __version__, devices, features, splits
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import cutoffs_from
@@ -131,6 +131,7 @@ class Inputs:
         self.cache: dict[str, torch.Tensor] = {}
         self.n_patches: dict[str, int] = {}
         self.encoder: dict = {}
+        self.slide_settings: dict = {}  # segment, tile, extract sections the features were made with
         self.level0_mpps: set[float] = set()
         self.excluded: list[tuple[str, str]] = []
         self.dim = None
@@ -149,6 +150,7 @@ class Inputs:
             self.dim = bag.shape[1]
             self.encoder = self.encoder or {k: attrs[k] for k in (
                 "encoder", "weights_sha256", "precision", "dim", "patch_size", "target_mpp") if k in attrs}
+            self.slide_settings = self.slide_settings or json.loads(attrs.get("settings", "{}"))
             self.n_patches[case_id] = len(bag)
             self.level0_mpps |= {round(float(a["level0_mpp"]), 4) for a in every if a.get("level0_mpp")}
             total += bag.nbytes
@@ -322,22 +324,18 @@ def plot_history(history: pd.DataFrame, title: str, path) -> None:
     plt.close(fig)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise GhanetError(f"device {device} asked for, but this machine has no usable GPU; use --device cpu")
-    return torch.device(device)
-
-
 def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json, scaler_csv,
-        features_dir, sections: dict, out_dir, device: str = "auto", threads: int | None = None) -> dict:
+        features_dir, sections: dict, out_dir, device: str = "auto", threads: int | None = None,
+        wants_gpu: bool = True, n_folds: int | None = None) -> dict:
+    """`sections`: the train, model and cohort sections. The checkpoint also records how the
+    features were made (read from them) and the number of folds, so `predict` can process new
+    slides the same way and check that every fold is there."""
     if model_name not in MODELS:
         raise GhanetError(f"unknown model {model_name!r}; train.models takes {', '.join(MODELS)}")
     params, model_params = sections["train"], sections["model"]
     if threads:
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = devices.resolve(device, wants_gpu and model_name in SLIDE_MODELS, "train")
     fold = load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold_k)
     inputs = Inputs(model_name, fold, features_dir, dev, sections["cohort"]["on_problem"])
     t0 = time.perf_counter()
@@ -359,7 +357,9 @@ def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json,
         "seed": params["seed"], "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "model_args": {"n_bins": len(fold.edges) - 1, "in_dim": inputs.dim,
                        "family_dims": [len(c) for c in fold.families.values()], "omic_dim": len(fold.selected)},
-        "config": sections, "encoder": inputs.encoder or None,
+        "config": {**inputs.slide_settings, **{k: sections[k] for k in ("train", "model", "cohort")},
+                   "splits": {"folds": n_folds or sections["splits"]["folds"]}},
+        "encoder": inputs.encoder or None,
         "families": fold.families, "scaler": {"mean": fold.scaler["mean"].to_dict(),
                                               "std": fold.scaler["std"].to_dict()},
         "bin_edges": fold.edges.tolist(), "train_ids": trained_on, "val_ids": fold.val_ids,

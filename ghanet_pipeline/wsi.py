@@ -55,10 +55,11 @@ def read_error(slide_id: str, path, exc: Exception, where: str = "") -> SlideErr
 
 def resolve_mpp(
     slide: openslide.OpenSlide, slide_id: str, sheet_mpp: float | None, default_mpp: float | None
-) -> float:
-    """Level-0 microns per pixel: the sheet's `mpp`, else the file's, else config default_mpp."""
+) -> tuple[float, str]:
+    """Level-0 microns per pixel and where it came from: the sheet's `mpp` ("sheet"), else the
+    file's ("file"), else config default_mpp ("default")."""
     if sheet_mpp is not None and not (isinstance(sheet_mpp, float) and math.isnan(sheet_mpp)):
-        return float(sheet_mpp)
+        return float(sheet_mpp), "sheet"
     value = slide.properties.get(openslide.PROPERTY_NAME_MPP_X)
     if value:
         try:
@@ -66,9 +67,9 @@ def resolve_mpp(
         except ValueError:
             mpp = 0.0
         if mpp > 0:
-            return mpp
+            return mpp, "file"
     if default_mpp is not None:
-        return float(default_mpp)
+        return float(default_mpp), "default"
     raise SlideError(
         f"slide {slide_id}: the file has no microns-per-pixel metadata; add an `mpp` column to the "
         "slide sheet for it, or set cohort.default_mpp in config.yaml"

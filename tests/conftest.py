@@ -152,3 +152,17 @@ def tiny_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (work / "network.txt").write_text("cut" if prefix else "available")
     return work
+
+
+def job_counts(dry_run_output: str) -> dict:
+    """The 'Job stats' table of a dry run as {rule: count} (empty when there is nothing to do)."""
+    if "Job stats:" not in dry_run_output:
+        return {}
+    lines = dry_run_output.split("Job stats:")[-1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts

@@ -57,3 +57,12 @@ def test_clinical_table_is_mcat_format_with_planted_association():
     # hazard: more tumour -> shorter survival among events
     ev = pat.censorship == 0
     assert np.corrcoef(z[ev.values, 0], np.log(pat.survival_months[ev]))[0, 1] < -0.2
+
+
+def test_the_slide_list_is_numpys_draws_without_numpy():
+    # the Snakefile plans the demo without numpy; the draws must be the generator's own
+    from ghanet_pipeline.demo_plan import _random_floats
+
+    for seed in (0, 3, 6, 2**40 + 7):
+        draws = _random_floats([seed, 1])
+        assert [next(draws) for _ in range(40)] == list(np.random.default_rng([seed, 1]).random(40))

@@ -104,7 +104,7 @@ def env_packages(path: Path) -> tuple[set[str], list[str]]:
             continue
         name = re.split(r"[=<>]", dep)[0]
         names.add(name)
-        if "=" not in dep and name not in ("pip", "huggingface_hub"):
+        if "=" not in dep and name != "pip":
             unpinned.append(dep)
     assert doc["channels"][0] == "conda-forge", f"{path.name}: conda-forge first"
     return names, unpinned
@@ -141,3 +141,14 @@ def test_the_checker_sees_lazy_imports():
     # predict segments and tiles new slides inside a function: openslide and cv2 must count
     assert {"openslide", "cv2", "torch", "timm"} <= command_imports("predict")
     assert "torch" not in command_imports("genes") and "sksurv" in command_imports("evaluate")
+
+
+def test_the_snakefile_imports_nothing_beyond_snakemakes_own_dependencies():
+    """The Snakefile runs in the user's Snakemake env (tests/test_plain_snakemake.py runs it
+    there): what it and the rule files import from the package may use only the standard library
+    and Snakemake's own dependencies."""
+    text = "\n".join(p.read_text() for p in [REPO / "Snakefile", *(REPO / "workflow/rules").glob("*.smk")])
+    modules = {f"ghanet_pipeline.{m}" for m in re.findall(r"^\s*from ghanet_pipeline\.(\w+) import", text, re.M)}
+    modules |= {f"ghanet_pipeline.{m}" for m in re.findall(r"^\s*from ghanet_pipeline import (\w+)", text, re.M)}
+    assert {"ghanet_pipeline.config", "ghanet_pipeline.sheet", "ghanet_pipeline.demo_plan"} <= modules
+    assert _closure(modules) <= {"yaml", "jsonschema"}

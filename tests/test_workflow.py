@@ -59,34 +59,9 @@ def test_demo_runs_end_to_end(tiny_run):
         assert (tmp_path / "results/evaluate" / png).stat().st_size > 0
     for model in ("abmil", "ghanet", "snn"):
         assert (tmp_path / f"results/models/{model}/fold_1/loss.png").stat().st_size > 0
-    # nothing left to do afterwards, and runtime knobs (batch size, readers, threads, device)
-    # change nothing
-    again = snakemake(tmp_path, "-n", "--set-resources", "extract:batch_size=8",
-                      "extract:loader_workers=2", "train:device=cpu", "extract:device=cpu",
-                      "--set-threads", "extract=1", "train=2",
-                      configfile=_config(tmp_path, TINY_DEMO))
+    # nothing left to do afterwards (what an edit reruns: tests/test_reruns.py)
+    again = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
     assert "Nothing to be done" in again.stdout + again.stderr
-    # a tiling edit reruns tile and everything after it, nothing before it
-    plan = _job_counts(snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, tile={"min_coverage": 0.6}))).stdout)
-    assert plan.get("tile") == len(sheet) and plan.get("extract") == len(sheet) and plan.get("train") == 6
-    assert "segment" not in plan and "demo_cohort" not in plan and "splits" not in plan and "genes" not in plan
-    # an encoder-section edit reruns extraction only
-    edited = dict(TINY_DEMO, extract={"channels_last": False})
-    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, edited))
-    jobs = _job_counts(plan.stdout)
-    assert jobs.get("extract") == len(sheet) and "segment" not in jobs and "tile" not in jobs
-    # a gene-selection edit reruns the per-fold selections only
-    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, genes={"alpha": 0.01})))
-    assert _job_counts(plan.stdout) == {"genes": 2, "train": 6, "evaluate": 1, "all": 1}
-    # a training edit retrains every model and fold and re-evaluates, nothing upstream
-    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, train={"epochs": 3, "grad_accum": 4})))
-    assert _job_counts(plan.stdout) == {"train": 6, "evaluate": 1, "all": 1}
-    # an evaluation edit re-evaluates only
-    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, evaluate={"risk_groups": "tertiles", "heatmaps": False})))
-    assert _job_counts(plan.stdout) == {"evaluate": 1, "all": 1}
-    # asking for heatmaps adds one job per fold, nothing else
-    plan = snakemake(tmp_path, "-n", configfile=_config(tmp_path, dict(TINY_DEMO, evaluate={"heatmaps": True})))
-    assert _job_counts(plan.stdout) == {"heatmaps": 2, "all": 1}
 
 
 def test_the_whole_demo_runs_without_network(tiny_run):
@@ -94,18 +69,6 @@ def test_the_whole_demo_runs_without_network(tiny_run):
         pytest.skip("`unshare -n` is not allowed here, so the run had the network")
     # the run above finished with no network interface at all: every weight and file was local
     assert (tiny_run / "results/evaluate/comparison.csv").exists()
-
-
-def _job_counts(dry_run_stdout: str) -> dict:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    lines = dry_run_stdout.split("Job stats:")[-1].splitlines()
-    counts = {}
-    for line in lines[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 @pytest.mark.slow

@@ -1,11 +1,13 @@
 # Helpers shared by the stage files: the slide list, per-slide inputs, and params from config sections.
+# This runs in the user's Snakemake environment: standard library, Snakemake's own dependencies and
+# the package's light modules only (demo_plan, sheet, config, failures), never numpy or pandas.
 import json
 import re
 from pathlib import Path
 
-from ghanet_pipeline import demo
-from ghanet_pipeline.report import read_failures
-from ghanet_pipeline.sheet import read_slide_sheet
+from ghanet_pipeline.demo_plan import plan as demo_plan
+from ghanet_pipeline.failures import failure_summary, job_warnings, read_failures
+from ghanet_pipeline.sheet import read_slides
 
 RESULTS = config["results_dir"]
 DEMO_DIR = f"{RESULTS}/demo"
@@ -31,28 +33,20 @@ def _slides():
         d = config["demo"]
         return {
             s.slide_id: {"path": f"{DEMO_DIR}/slides/{s.slide_id}.tiff", "mpp": None, "case_id": s.case_id}
-            for s in demo.plan(d["patients"], d["seed"])
+            for s in demo_plan(d["patients"], d["seed"])
         }
-    sheet = read_slide_sheet(config["cohort"]["slide_sheet"])
-    return {
-        sid: {"path": row["path"], "case_id": row["case_id"],
-              "mpp": None if row["mpp"] != row["mpp"] else float(row["mpp"])}
-        for sid, row in sheet.iterrows()
-    }
+    return read_slides(config["cohort"]["slide_sheet"])
 
 
 def _predict_slides(cohort):
     """Slides of the patients to score (predict.slide_sheet); they share the slide rules."""
     if not config["predict"]["slide_sheet"]:
         return {}
-    sheet = read_slide_sheet(config["predict"]["slide_sheet"])
-    slides = {}
-    for sid, row in sheet.iterrows():
+    slides = read_slides(config["predict"]["slide_sheet"])
+    for sid, row in slides.items():
         if sid in cohort and cohort[sid]["path"] != row["path"]:
             raise ValueError(f"predict sheet: slide id {sid} is also a training slide with another path; "
                              "rename it in the predict sheet")
-        slides[sid] = {"path": row["path"], "case_id": row["case_id"],
-                       "mpp": None if row["mpp"] != row["mpp"] else float(row["mpp"])}
     return slides
 
 
@@ -60,8 +54,6 @@ COHORT_SLIDES = _slides()
 PREDICT_SLIDES = _predict_slides(COHORT_SLIDES)
 SLIDES = {**COHORT_SLIDES, **PREDICT_SLIDES}
 PREDICT_DIR = f"{RESULTS}/predict"
-
-
 
 
 def slide_path(wildcards):
@@ -76,27 +68,100 @@ def slide_input(wildcards):
     return [path] if demo_slide or Path(path).exists() else []
 
 
+# ---------------------------------------------------------------- what each rule's outputs depend on
+#
+# Each config key a rule's outputs depend on is its own short param ('train.epochs=20'): editing a
+# key reruns exactly the rules listed for it here (and what consumes their outputs), and the rerun
+# reason names the key. Keys missing on purpose: train.models, extract.write_pt, evaluate.heatmaps
+# and predict.heatmaps add or drop jobs; cohort.on_problem and tile.on_empty only decide whether a
+# bad item stops the run, which no existing result depends on (a job that failed runs again anyway);
+# runtime knobs (threads, batch size, readers, device) are resources.
+DEPENDS = {
+    "demo_cohort": ["demo.*"],
+    "segment": ["segment.*"],
+    "tile": ["tile.target_mpp", "tile.patch_size", "tile.mpp_tolerance", "tile.min_coverage"],
+    "extract": ["extract.encoder", "extract.weights", "extract.precision", "extract.channels_last"],
+    "splits": ["splits.*", "labels.n_bins"],
+    "genes": ["genes.*", "labels.*"],
+    "evaluate": ["evaluate.risk_groups"],
+    "predict": ["evaluate.risk_groups", "predict.allow_other_mpp"],
+}
+TRAIN_KEYS = ["train.epochs", "train.lr", "train.weight_decay", "train.grad_accum", "train.balanced_sampling",
+              "train.scheduler", "train.seed", "train.inner_val_fraction"]
+MODEL_KEYS = {  # what sizes each model (workflow/schemas: model.hidden_dim and dropout size ABMIL too)
+    "ghanet": ["model.*", "train.recon_weight"],
+    "abmil": ["model.hidden_dim", "model.dropout"],
+    "snn": ["model.dropout"],
+}
+
+
+def _keys(patterns):
+    keys = []
+    for pattern in patterns:
+        section, name = pattern.split(".")
+        keys += [f"{section}.{k}" for k in sorted(config[section])] if name == "*" else [pattern]
+    return keys
+
+
+def _key_param(key):
+    section, name = key.split(".")
+    return f"{key}={json.dumps(config[section][name])}"
+
+
+def depends_on(rule):
+    """`**` into a rule's params: one recorded param per key of DEPENDS[rule]."""
+    return {key.replace(".", "__"): _key_param(key) for key in _keys(DEPENDS[rule])}
+
+
+def train_depends_on():
+    """`**` into train's params: a model's keys are the training keys, early-stopping patience
+    only when there is early stopping, and only the architecture keys of the model trained
+    (a key that does not apply is an empty param, which Snakemake records as nothing new)."""
+    def key_of(key, model=None):
+        applies = (key in _keys(MODEL_KEYS[model]) if model else True) and (
+            key != "train.patience" or config["train"]["inner_val_fraction"] > 0)
+        return _key_param(key) if applies else ""
+
+    keys = _keys(TRAIN_KEYS + ["train.patience"])
+    params = {k.replace(".", "__"): key_of(k) for k in keys}
+    for key in _keys(sorted({k for ks in MODEL_KEYS.values() for k in ks})):
+        params[key.replace(".", "__")] = lambda wc, key=key: key_of(key, wc.model)
+    return params
+
+
+def sections_json(*names, **parts):
+    """What the job reads: whole config sections (and parts of others) as one JSON argument.
+    A param derived from the input, which Snakemake passes without comparing: the keys above
+    decide reruns, so a rerun's reason is one short line, not this JSON."""
+    text = json.dumps({**{n: config[n] for n in names}, **parts}, sort_keys=True)
+    return lambda wildcards, input: text
+
+
 def section_json(name):
-    """A config section as one JSON string: passed through params, so editing it reruns the stage."""
-    return json.dumps(config[name], sort_keys=True)
-
-
-def sections_json(**sections):
-    """Several sections (or parts of one) as {section: {...}} JSON, for stages that read several."""
-    return json.dumps(sections, sort_keys=True)
+    """One section's JSON (the slide stages take their section alone); derived, as above."""
+    text = json.dumps(config[name], sort_keys=True)
+    return lambda wildcards, input: text
 
 
 def mpp_args(wildcards):
-    """--mpp / --default-mpp for slides whose resolution comes from the sheet or the config."""
-    args = []
-    if SLIDES[wildcards.slide]["mpp"] is not None:
-        args += ["--mpp", str(SLIDES[wildcards.slide]["mpp"])]
-    if config["cohort"]["default_mpp"] is not None:
-        args += ["--default-mpp", str(config["cohort"]["default_mpp"])]
-    return " ".join(args)
+    """--mpp / --default-mpp of a slide's segmentation, recorded as its params: the sheet's mpp,
+    or cohort.default_mpp as far as the slide depends on it. A slide whose last segmentation took
+    its resolution from the file keeps the default that job was given, so editing the default
+    reruns only slides that use it (a replaced file reruns anyway, through its mtime)."""
+    sheet_mpp = SLIDES[wildcards.slide]["mpp"]
+    if sheet_mpp is not None:
+        return f"--mpp {sheet_mpp}"
+    default = config["cohort"]["default_mpp"]
+    try:
+        last = json.loads(Path(f"{RESULTS}/segment/{wildcards.slide}.stats.json").read_text())
+    except (OSError, ValueError):
+        last = {}
+    if last.get("mpp_source") == "file":
+        default = last.get("default_mpp_given")
+    return "" if default is None else f"--default-mpp {default}"
 
 
-def tile_section(wildcards):
+def tile_section(wildcards, input):
     tile = dict(config["tile"])
     if wildcards.slide not in COHORT_SLIDES:
         tile["on_empty"] = "record"  # a patient to score without tissue gets a reason, not a failed run
@@ -112,11 +177,16 @@ FAILURES_CSV = f"{RESULTS}/report/failures.csv"
 
 
 def write_failures():
-    from ghanet_pipeline.report import failure_summary
-
-    table = failure_summary(RESULTS, FAILURES_CSV, slides=SLIDES)
-    for row in table.itertuples():
-        print(f"{row.status}: {row.stage} {row.item}: {row.reason}")
+    """The run summary: what the run could not use (also written to failures.csv), and the jobs
+    that ran degraded (a GPU job that found no GPU)."""
+    for row in failure_summary(RESULTS, FAILURES_CSV, slides=SLIDES):
+        print(f"{row['status']}: {row['stage']} {row['item']}: {row['reason']}")
+    alike = {}  # one line per stage and reason: a CPU-only run has many GPU jobs without a GPU
+    for row in job_warnings(RESULTS, slides=SLIDES):
+        alike.setdefault((row["stage"], row["reason"]), []).append(row["item"])
+    for (stage, reason), items in alike.items():
+        shown = ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+        print(f"warning: {stage} ({len(items)} job{'s' * (len(items) > 1)}: {shown}): {reason}")
 
 
 # The report's Failures section (workflow/report/workflow.rst) renders the last run's failure
@@ -129,6 +199,8 @@ def all_targets():
     # features: two targets instead of four per slide keep the DAG quick to build
     targets = [f"{RESULTS}/report/slides.csv", f"{FEATURES_DIR}/manifest.csv"]
     targets += [f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES]
+    if config["extract"]["write_pt"]:
+        targets += [f"{FEATURES_DIR}/pt_files/{sid}.pt" for sid in SLIDES]
     if HAS_GENOMICS:
         targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
         targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]

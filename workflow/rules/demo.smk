@@ -8,8 +8,10 @@ rule demo_cohort:
         clinical=f"{DEMO_DIR}/clinical.csv",
         signatures=f"{DEMO_DIR}/signatures.csv",
     params:
-        demo=config["demo"],
+        **depends_on("demo_cohort"),
         out_dir=lambda wc, output: str(Path(output.sheet).parent),
+        args=lambda wc, output: "--patients {patients} --seed {seed} --width {width_px} --height {height_px} "
+        "--mpp {level0_mpp}".format(**config["demo"]),
     conda:
         "../../envs/slides.yaml"
     log:
@@ -17,6 +19,4 @@ rule demo_cohort:
     benchmark:
         f"{RESULTS}/benchmarks/demo_cohort.tsv"
     shell:
-        "python -m ghanet_pipeline demo-cohort {params.out_dir:q} --patients {params.demo[patients]} --seed {params.demo[seed]}"
-        " --width {params.demo[width_px]} --height {params.demo[height_px]} --mpp {params.demo[level0_mpp]}"
-        " 2> {log:q}"
+        "python -m ghanet_pipeline demo-cohort {params.out_dir:q} {params.args} 2> {log:q}"

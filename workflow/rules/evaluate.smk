@@ -14,6 +14,7 @@ rule evaluate:
         km=report(f"{EVAL_DIR}/km.png", caption="../report/km.rst", category="Survival"),
         c_index=report(f"{EVAL_DIR}/c_index.png", caption="../report/c_index.rst", category="Model comparison"),
     params:
+        **depends_on("evaluate"),
         sections=sections_json(evaluate={"risk_groups": config["evaluate"]["risk_groups"]}),
         model_dirs=lambda wc, input: [str(Path(r).parent) for r in input.risks],
         out_dir=lambda wc, output: str(Path(output.comparison).parent),

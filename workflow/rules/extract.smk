@@ -8,11 +8,10 @@ rule extract:
         coords=f"{RESULTS}/tile/{{slide}}.h5",
     output:
         features=f"{FEATURES_DIR}/{{slide}}.h5",
-        pt=[f"{FEATURES_DIR}/pt_files/{{slide}}.pt"] if config["extract"]["write_pt"] else [],
     params:
+        **depends_on("extract"),
         slide=slide_path,
         section=section_json("extract"),
-        pt=lambda wc, output: f"--features-pt {output.pt[0]}" if config["extract"]["write_pt"] else "",
     conda:
         "../../envs/deep-learning.yaml"
     log:
@@ -27,9 +26,26 @@ rule extract:
         device="auto",
     shell:
         "python -m ghanet_pipeline extract --slide {params.slide:q} --slide-id {wildcards.slide:q}"
-        " --coords {input.coords:q} --params {params.section:q} --features {output.features:q} {params.pt}"
-        " --device {resources.device} --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
+        " --coords {input.coords:q} --params {params.section:q} --features {output.features:q}"
+        " --device {resources.device} --gpus {resources.gpu} --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
         " 2> {log:q}"
+
+
+# The tensors the official MCAT/G-HANet loaders read (extract.write_pt): converted from the HDF5,
+# so asking for them adds these jobs and reruns nothing.
+rule export_pt:
+    input:
+        f"{FEATURES_DIR}/{{slide}}.h5",
+    output:
+        f"{FEATURES_DIR}/pt_files/{{slide}}.pt",
+    conda:
+        "../../envs/deep-learning.yaml"
+    log:
+        f"{RESULTS}/logs/export_pt/{{slide}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/export_pt/{{slide}}.tsv"
+    shell:
+        "python -m ghanet_pipeline export-pt --features {input:q} --out {output:q} 2> {log:q}"
 
 
 # One table of the training cohort's feature files: the model rules depend on it rather than on

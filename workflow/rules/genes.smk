@@ -11,7 +11,8 @@ rule genes:
         stats=f"{RESULTS}/genes/fold_{{fold}}/stats.csv",
         scaler=f"{RESULTS}/genes/fold_{{fold}}/scaler.csv",
     params:
-        sections=sections_json(genes=config["genes"], labels=config["labels"]),
+        **depends_on("genes"),
+        sections=sections_json("genes", "labels"),
         out_dir=lambda wc: f"{RESULTS}/genes/fold_{wc.fold}",
     conda:
         "../../envs/statistics.yaml"

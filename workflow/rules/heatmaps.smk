@@ -14,7 +14,7 @@ rule heatmaps:
                caption="../report/heatmaps.rst", category="Heatmaps", subcategory="fold {fold}",
                labels={"fold": "{fold}", "image": "{name}"}),
     params:
-        features_dir=lambda wc: FEATURES_DIR,
+        features_dir=lambda wc, input: FEATURES_DIR,  # derived: the features themselves are inputs
     conda:
         "../../envs/deep-learning.yaml"
     log:

@@ -14,11 +14,12 @@ rule predict:
                         labels={"image": "{name}"})
         if config["predict"]["heatmaps"] else [],
     params:
-        sections=sections_json(evaluate={"risk_groups": config["evaluate"]["risk_groups"]},
-                               predict=config["predict"]),
+        **depends_on("predict"),
+        sections=sections_json("predict", evaluate={"risk_groups": config["evaluate"]["risk_groups"]}),
         models_dir=lambda wc, input: str(Path(input.models[0]).parent.parent),
-        features_dir=lambda wc: FEATURES_DIR,
-        heatmaps=f"--heatmaps-dir {PREDICT_DIR}/heatmaps" if config["predict"]["heatmaps"] else "",
+        features_dir=lambda wc, input: FEATURES_DIR,  # derived: the features themselves are inputs
+        # derived from the outputs: drawing heatmaps or not changes no prediction
+        heatmaps=lambda wc, output: f"--heatmaps-dir {output.heatmaps}" if config["predict"]["heatmaps"] else "",
     conda:
         "../../envs/deep-learning.yaml"
     log:

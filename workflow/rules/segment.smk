@@ -10,9 +10,10 @@ rule segment:
                   category="Slide QC", subcategory="segmentation", labels={"slide": "{slide}"}),
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
     params:
+        **depends_on("segment"),
         slide=slide_path,
-        section=section_json("segment"),
         mpp=mpp_args,
+        section=section_json("segment"),
     conda:
         "../../envs/slides.yaml"
     log:

@@ -14,11 +14,8 @@ rule splits:
         summary=f"{COHORT_DIR}/splits.json",
         folds=[f"{COHORT_DIR}/fold_{k}.csv" for k in FOLDS],
     params:
-        sections=sections_json(
-            splits=config["splits"],
-            labels=config["labels"],
-            cohort={"on_problem": config["cohort"]["on_problem"]},
-        ),
+        **depends_on("splits"),
+        sections=sections_json("splits", "labels", cohort={"on_problem": config["cohort"]["on_problem"]}),
         out_dir=lambda wc, output: str(Path(output.patients).parent),
     conda:
         "../../envs/statistics.yaml"

@@ -5,14 +5,15 @@ rule tile:
     input:
         slide=slide_input,
         contours=f"{RESULTS}/segment/{{slide}}.geojson",
+        stats=f"{RESULTS}/segment/{{slide}}.stats.json",
     output:
         coords=f"{RESULTS}/tile/{{slide}}.h5",
         qc=report(f"{RESULTS}/tile/{{slide}}.qc.png", caption="../report/tile_qc.rst",
                   category="Slide QC", subcategory="tiling", labels={"slide": "{slide}"}),
     params:
+        **depends_on("tile"),
         slide=slide_path,
         section=tile_section,
-        mpp=mpp_args,
     conda:
         "../../envs/slides.yaml"
     log:
@@ -21,6 +22,6 @@ rule tile:
         f"{RESULTS}/benchmarks/tile/{{slide}}.tsv"
     threads: 1
     shell:
-        "python -m ghanet_pipeline tile --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
-        " --contours {input.contours:q} --params {params.section:q} --coords {output.coords:q}"
+        "python -m ghanet_pipeline tile --slide {params.slide:q} --slide-id {wildcards.slide:q}"
+        " --contours {input.contours:q} --segment-stats {input.stats:q} --params {params.section:q} --coords {output.coords:q}"
         " --qc {output.qc:q} 2> {log:q}"

@@ -9,6 +9,7 @@ rule train:
         fold=f"{COHORT_DIR}/fold_{{fold}}.csv",
         selection=f"{RESULTS}/genes/fold_{{fold}}/selection.json",
         scaler=f"{RESULTS}/genes/fold_{{fold}}/scaler.csv",
+        summary=f"{COHORT_DIR}/splits.json",
     output:
         model=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/model.pt",
         risks=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/risks.csv",
@@ -17,15 +18,11 @@ rule train:
         curve=report(f"{MODELS_DIR}/{{model}}/fold_{{fold}}/loss.png", caption="../report/loss.rst",
                      category="Training", subcategory="{model}", labels={"model": "{model}", "fold": "{fold}"}),
     params:
-        # what the checkpoint records; the preprocessing sections let `predict` check new slides
-        sections=sections_json(
-            train=config["train"], model=config["model"], labels=config["labels"],
-            genes=config["genes"], splits=config["splits"],
-            cohort={"on_problem": config["cohort"]["on_problem"]},
-            segment=config["segment"], tile=config["tile"], extract=config["extract"],
-        ),
+        # the checkpoint also records how the features were made: read from the feature files
+        **train_depends_on(),
+        sections=sections_json("train", "model", cohort={"on_problem": config["cohort"]["on_problem"]}),
         out_dir=lambda wc, output: str(Path(output.model).parent),
-        features_dir=lambda wc: FEATURES_DIR,
+        features_dir=lambda wc, input: FEATURES_DIR,  # derived: the feature files are inputs (the SNN reads none)
     conda:
         "../../envs/deep-learning.yaml"
     log:
@@ -39,5 +36,5 @@ rule train:
     shell:
         "python -m ghanet_pipeline train --model {wildcards.model} --fold {wildcards.fold} --patients {input.patients:q}"
         " --fold-csv {input.fold:q} --selection {input.selection:q} --scaler {input.scaler:q}"
-        " --features-dir {params.features_dir:q} --params {params.sections:q} --out-dir {params.out_dir:q}"
-        " --device {resources.device} --threads {threads} 2> {log:q}"
+        " --features-dir {params.features_dir:q} --splits-summary {input.summary:q} --params {params.sections:q}"
+        " --out-dir {params.out_dir:q} --device {resources.device} --gpus {resources.gpu} --threads {threads} 2> {log:q}"

@@ -1,0 +1,183 @@
+"""Exact reruns: for every key of the schema, which jobs an edit reruns in a finished tiny demo
+(dry runs), held in one table; runtime knobs rerun nothing; --config overrides are typed by the
+schema, and every schema error is reported at once."""
+
+import copy
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import TINY_DEMO, job_counts, snakemake, write_config
+from ghanet_pipeline.config import load_schema
+from ghanet_pipeline.demo_plan import plan
+from test_config_keys import _leaves
+
+COHORT_SLIDES = len(plan(TINY_DEMO["demo"]["patients"], TINY_DEMO["demo"]["seed"]))  # 7
+NEW = "results/demo/slides/DEMO-000-S1.tiff"  # a new patient's slide (a copy of a demo slide's file)
+BASE = dict(TINY_DEMO, predict={"slide_sheet": "new.csv"})
+
+# what consumes each stage's outputs, as job counts: 7 cohort slides + 1 new, 2 folds, 3 models
+AFTER_TRAIN = {"evaluate": 1, "predict": 1}
+ALL_MODELS = {"train": 6, **AFTER_TRAIN}
+SLIDE_MODELS = {"train": 4, **AFTER_TRAIN}  # G-HANet and ABMIL; the SNN reads no slide
+FROM_EXTRACT = {"extract": 8, "feature_manifest": 1, **SLIDE_MODELS}
+FROM_TILE = {"tile": 8, "slide_report": 1, **FROM_EXTRACT}
+FROM_SEGMENT = {"segment": 8, **FROM_TILE}
+FROM_GENES = {"genes": 2, **ALL_MODELS}
+FROM_SPLITS = {"splits": 1, **FROM_GENES}
+
+
+def _everything(slides):
+    return {"demo_cohort": 1, "segment": slides + 1, "tile": slides + 1, "extract": slides + 1, "slide_report": 1,
+            "feature_manifest": 1, **FROM_SPLITS}
+
+
+NOTHING: dict = {}
+# key (or keys changed together) -> (new value(s), the jobs a dry run of the finished demo plans)
+TABLE = {
+    "results_dir": ("out", _everything(COHORT_SLIDES)),
+    "cohort.slide_sheet, cohort.clinical, cohort.signatures":  # the demo's own files, copied
+        (("copies/slides.csv", "copies/clinical.csv", "copies/signatures.csv"), FROM_SPLITS),
+    "cohort.default_mpp": (0.25, NOTHING),  # every slide has mpp in its file
+    "cohort.on_problem": ("exclude", NOTHING),  # decides only whether a problem stops the run
+    "demo.patients": (7, _everything(len(plan(7, 6)))),
+    "demo.seed": (2, _everything(len(plan(6, 2)))),
+    "demo.level0_mpp": (0.25, _everything(COHORT_SLIDES)),
+    "demo.width_px": (1600, _everything(COHORT_SLIDES)),
+    "demo.height_px": (1100, _everything(COHORT_SLIDES)),
+    "segment.seg_mpp": (16.0, FROM_SEGMENT),
+    "segment.saturation_threshold": (30, FROM_SEGMENT),
+    "segment.min_tissue_area_mm2": (0.05, FROM_SEGMENT),
+    "segment.min_hole_area_mm2": (0.01, FROM_SEGMENT),
+    "segment.smoothing_um": (16.0, FROM_SEGMENT),
+    "segment.remove_pen": (False, FROM_SEGMENT),
+    "tile.target_mpp": (1.0, FROM_TILE),
+    "tile.patch_size": (224, FROM_TILE),
+    "tile.mpp_tolerance": (0.1, FROM_TILE),
+    "tile.min_coverage": (0.6, FROM_TILE),
+    "tile.on_empty": ("record", NOTHING),  # decides only whether an empty slide stops the run
+    "extract.encoder": ("timm:resnet18", FROM_EXTRACT),  # into its own folder
+    "extract.weights": ("random", FROM_EXTRACT),
+    "extract.precision": ("fp32", FROM_EXTRACT),
+    "extract.channels_last": (False, FROM_EXTRACT),
+    "extract.write_pt": (True, {"export_pt": 8}),  # converted from the HDF5: adds jobs only
+    "labels.n_bins": (3, FROM_SPLITS),  # folds are stratified by time bin
+    "labels.fit_on": ("cohort", FROM_GENES),
+    "splits.folds": (3, {"splits": 1, "genes": 3, "train": 9, **AFTER_TRAIN}),
+    "splits.seed": (1, FROM_SPLITS),
+    "splits.split_dir": ("given", FROM_SPLITS),
+    "genes.alpha": (0.1, FROM_GENES),
+    "genes.correction": ("bh", FROM_GENES),
+    "genes.min_features": (3, FROM_GENES),
+    "model.hidden_dim": (256, SLIDE_MODELS),  # sizes G-HANet and ABMIL
+    "model.heads": (2, {"train": 2, **AFTER_TRAIN}),  # G-HANet only
+    "model.head_dim": (64, {"train": 2, **AFTER_TRAIN}),
+    "model.topk_ratio": (0.5, {"train": 2, **AFTER_TRAIN}),
+    "model.dropout": (0.1, ALL_MODELS),  # every model
+    "model.share_attention": (False, {"train": 2, **AFTER_TRAIN}),
+    "train.models": (["ghanet", "abmil"], {"evaluate": 1}),  # drops the SNN, retrains nothing
+    "train.epochs": (3, ALL_MODELS),
+    "train.lr": (0.001, ALL_MODELS),
+    "train.weight_decay": (0.0001, ALL_MODELS),
+    "train.grad_accum": (2, ALL_MODELS),
+    "train.recon_weight": (0.5, {"train": 2, **AFTER_TRAIN}),  # G-HANet's loss only
+    "train.balanced_sampling": (False, ALL_MODELS),
+    "train.scheduler": ("cosine", ALL_MODELS),
+    "train.seed": (2, ALL_MODELS),
+    "train.inner_val_fraction": (0.3, ALL_MODELS),
+    "train.patience": (3, NOTHING),  # no early stopping without an inner split
+    "evaluate.risk_groups": ("tertiles", AFTER_TRAIN),
+    "evaluate.heatmaps": (True, {"heatmaps": 2}),
+    "predict.slide_sheet": ("new2.csv", {"segment": 1, "tile": 1, "extract": 1, "slide_report": 1, "predict": 1}),
+    "predict.model": ("abmil", {"predict": 1}),
+    "predict.allow_other_mpp": (True, {"predict": 1}),
+    "predict.heatmaps": (False, NOTHING),  # the predictions do not depend on drawing heatmaps
+}
+
+
+def _with(config, keys, values):
+    cfg = copy.deepcopy(config)
+    for key, value in zip(keys, values):
+        if "." not in key:
+            cfg[key] = value
+            continue
+        section, name = key.split(".")
+        cfg.setdefault(section, {})[name] = value
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_run, tmp_path_factory):
+    """A copy of the finished tiny demo that has also scored a new patient."""
+    work = tmp_path_factory.mktemp("reruns") / "run"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    pd.DataFrame({"slide_id": ["NEW-1"], "case_id": ["NEW"], "path": [NEW]}).to_csv(work / "new.csv", index=False)
+    pd.DataFrame({"slide_id": ["NEW-1", "NEW-2"], "case_id": ["NEW", "NEW2"], "path": [NEW, NEW]}).to_csv(
+        work / "new2.csv", index=False)
+    (work / "copies").mkdir()
+    for name in ("slides.csv", "clinical.csv", "signatures.csv"):
+        shutil.copy(work / "results/demo" / name, work / "copies" / name)
+    risks = pd.read_csv(work / "results/models/snn/fold_0/risks.csv")
+    val = list(risks.case_id[risks.split == "val"])
+    train = list(risks.case_id[risks.split == "train"])
+    (work / "given").mkdir()
+    for k, (tr, va) in enumerate([(train, val), (val, train)]):
+        pd.DataFrame({"train": pd.Series(tr), "val": pd.Series(va)}).to_csv(work / f"given/splits_{k}.csv")
+    proc = snakemake(work, configfile=write_config(work / "config.yaml", BASE))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work
+
+
+def _plan(work, cfg, *args):
+    proc = snakemake(work, "-n", *args, configfile=write_config(work / "edited.yaml", cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_the_table_names_every_schema_key():
+    keys = {k for row in TABLE for k in row.split(", ")}
+    assert keys == set(_leaves(load_schema("config")))
+
+
+@pytest.mark.slow
+def test_each_key_reruns_what_its_table_row_says(finished):
+    assert "Nothing to be done" in _plan(finished, BASE)
+    seen, long_reasons = {}, []
+    for row, (values, _) in TABLE.items():
+        keys = row.split(", ")
+        values = values if len(keys) > 1 else (values,)
+        out = _plan(finished, _with(BASE, keys, values))
+        seen[row] = {rule: n for rule, n in job_counts(out).items() if rule != "all"}
+        long_reasons += [line.strip() for line in out.splitlines()
+                         if "reason: Params have changed" in line and len(line.split("across all output: ")[1]) > 120]
+    wrong = {row: (seen[row], want) for row, (_, want) in TABLE.items() if seen[row] != want}
+    assert not wrong, "\n".join(f"{row}: reruns {got}, the table says {want}" for row, (got, want) in wrong.items())
+    # a params change's reason names the key, in one short line
+    assert not long_reasons, long_reasons[:3]
+
+
+@pytest.mark.slow
+def test_runtime_knobs_rerun_nothing(finished):
+    out = _plan(finished, BASE, "--set-resources", "extract:batch_size=8", "extract:loader_workers=2",
+                "train:device=cpu", "extract:device=cpu", "--set-threads", "extract=1", "train=2",
+                "--resources", "gpu=2")
+    assert "Nothing to be done" in out
+
+
+@pytest.mark.slow
+def test_config_overrides_are_typed_by_the_schema(finished):
+    out = _plan(finished, BASE, "--config", "train={epochs: 3, lr: 1e-3, balanced_sampling: false}",
+                "extract={write_pt: true}", "cohort={default_mpp: null}")
+    assert {k: v for k, v in job_counts(out).items() if k != "all"} == {**ALL_MODELS, "export_pt": 8}
+    assert "train.epochs=3" in out and "train.lr=0.001" in out and "train.balanced_sampling=false" in out
+
+
+def test_every_schema_error_is_reported_at_once(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--config", "train={epochs: five, lr: -1}", "tilling={patch_size: 128}",
+                     configfile=write_config(tmp_path / "config.yaml", TINY_DEMO))
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "3 problems" in out and "unknown key(s) 'tilling'" in out
+    assert re.search(r"train\.epochs: 'five' is not of type 'integer'", out) and "train.lr: -1" in out
