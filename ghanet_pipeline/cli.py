@@ -52,6 +52,10 @@ def _add_slide_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mpp", type=float, default=None, help="level-0 microns per pixel (overrides the file)")
     p.add_argument("--default-mpp", type=float, default=None,
                    help="mpp for a file without metadata (cohort.default_mpp)")
+    p.add_argument("--mpp-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="plausible level-0 um/px (cohort.mpp_range; default 0.1 10)")
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="a slide that cannot be used fails the command, or is recorded as failed (cohort.on_slide_error)")
 
 
 def _add_device_args(p: argparse.ArgumentParser) -> None:
@@ -70,12 +74,31 @@ def cmd_demo_cohort(args) -> None:
     log.info("demo cohort: %d slides of %d patients in %s", len(sheet), args.patients, args.out)
 
 
+def _skipped(args, exc: GhanetError, record) -> bool:
+    """cohort.on_slide_error: skip: record the failure in the stage's outputs, say so, go on."""
+    if args.on_error != "skip":
+        return False
+    record(args.slide_id, str(exc))
+    print(f"ghanet {args.command}: warning: slide {args.slide_id} skipped (cohort.on_slide_error: skip): {exc}",
+          file=sys.stderr)
+    return True
+
+
 def cmd_segment(args) -> None:
     from . import segment
 
+    try:
+        _segment(args, segment)
+    except GhanetError as exc:
+        if not _skipped(args, exc, lambda sid, why: segment.record_failure(
+                sid, why, geojson=args.geojson, qc_png=args.qc, stats_json=args.stats)):
+            raise
+
+
+def _segment(args, segment) -> None:
     stats = segment.run(args.slide, args.slide_id, _section(args, "segment"), geojson=args.geojson,
                         qc_png=args.qc, stats_json=args.stats, sheet_mpp=args.mpp,
-                        default_mpp=args.default_mpp)
+                        default_mpp=args.default_mpp, mpp_range=args.mpp_range)
     log.info("segment %s: %d piece(s), %d hole(s), %.3f mm2 tissue", args.slide_id,
              stats["n_pieces"], stats["n_holes"], stats["tissue_area_mm2"])
 
@@ -83,9 +106,17 @@ def cmd_segment(args) -> None:
 def cmd_tile(args) -> None:
     from . import tile
 
+    try:
+        _tile(args, tile)
+    except GhanetError as exc:
+        if not _skipped(args, exc, lambda sid, why: tile.record_failure(sid, why, coords_h5=args.coords, qc_png=args.qc)):
+            raise
+
+
+def _tile(args, tile) -> None:
     res = tile.run(args.slide, args.slide_id, _section(args, "tile"), contours=args.contours,
                    coords_h5=args.coords, qc_png=args.qc, sheet_mpp=args.mpp,
-                   default_mpp=args.default_mpp, segment_stats=args.segment_stats)
+                   default_mpp=args.default_mpp, segment_stats=args.segment_stats, mpp_range=args.mpp_range)
     log.info("tile %s: %d tiles of %d level-0 px read at level %d", args.slide_id, res["n_tiles"],
              res["patch_size_level0"], res["patch_level"])
 
@@ -93,6 +124,14 @@ def cmd_tile(args) -> None:
 def cmd_extract(args) -> None:
     from . import extract
 
+    try:
+        _extract(args, extract)
+    except GhanetError as exc:
+        if not _skipped(args, exc, lambda sid, why: extract.record_failure(sid, why, features_h5=args.features)):
+            raise
+
+
+def _extract(args, extract) -> None:
     res = extract.run(args.slide, args.slide_id, _section(args, "extract"), coords_h5=args.coords,
                       features_h5=args.features, features_pt=args.features_pt, device=args.device,
                       batch_size=args.batch_size, workers=args.workers, threads=args.threads,
@@ -174,7 +213,7 @@ def cmd_heatmaps(args) -> None:
 def cmd_feature_manifest(args) -> None:
     from . import features
 
-    table = features.manifest(args.features, args.out)
+    table = features.manifest(args.features, args.out, args.max_lost_fraction)
     log.info("features of %d slides, %d tiles", len(table), int(table.n_tiles.sum()))
 
 
@@ -198,10 +237,28 @@ def cmd_encoders(args) -> None:
 
 
 def cmd_check_config(args) -> None:
+    """The config and its sheets, and every slide's header: all problems at once, before any job."""
     cfg = load_config(args.config_file)
-    if cfg["cohort"]["slide_sheet"]:
-        read_slides(cfg["cohort"]["slide_sheet"])
-    print(f"{args.config_file}: valid")
+    sheets = [cfg[s]["slide_sheet"] for s in ("cohort", "predict") if cfg[s]["slide_sheet"]]
+    slides = {sid: row for sheet in sheets for sid, row in read_slides(sheet).items()}
+    problems = []
+    if slides:
+        from . import wsi
+
+        for sid, row in slides.items():
+            try:
+                slide = wsi.open_slide(row["path"], sid)
+                try:
+                    wsi.resolve_mpp(slide, sid, row["mpp"], cfg["cohort"]["default_mpp"], cfg["cohort"]["mpp_range"])
+                finally:
+                    slide.close()
+            except GhanetError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise GhanetError(f"{args.config_file}: {len(problems)} of {len(slides)} slides cannot be used:\n"
+                          + "\n".join(f"  - {p}" for p in problems))
+    opened = f"; {len(slides)} slides open, with a plausible resolution" if slides else ""
+    print(f"{args.config_file}: valid{opened}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("feature-manifest", help="one table of a cohort's feature files, checked to agree")
     p.add_argument("--features", nargs="+", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--max-lost-fraction", type=float, default=1.0,
+                   help="stop when more than this fraction of the slides failed (cohort.max_lost_fraction)")
     p.set_defaults(func=cmd_feature_manifest)
 
     p = sub.add_parser("slide-report", help="cohort QC table: tissue, pieces and tiles per slide")
@@ -348,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except GhanetError as exc:
         print(f"ghanet {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: the traceback for a report, one line last
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(f"ghanet {args.command}: error: internal error ({type(exc).__name__}: {exc}); this is a bug in "
+              "ghanet-pipeline, please report it with this log", file=sys.stderr)
         return 1
     return 0
 

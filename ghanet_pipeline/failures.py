@@ -33,10 +33,15 @@ def failure_summary(results_dir, out_csv=None, slides=None) -> list[dict]:
         (res / "report" / "slides.csv", "tile", "slide_id", None, lambda r: r["reason"]),
         (res / "predict" / "predictions.csv", "predict", "case_id", None, lambda r: r["reason"]),
     ]
+    # patients a training job left out (a patient whose every slide failed, say), once each
+    recorded += [(p, "train", "case_id", "excluded", lambda r: r["reason"])
+                 for p in sorted(res.glob("models/*/fold_*/excluded.csv"))]
+    seen = set()
     for path, stage, id_col, status, reason in recorded:
         for r in _read_csv(path):
-            if r.get("status", "") == "ok":
+            if r.get("status", "") == "ok" or (stage, r[id_col]) in seen:
                 continue
+            seen.add((stage, r[id_col]))
             rows.append({"stage": stage, "item": r[id_col], "status": status or r["status"],
                          "reason": reason(r), "source": str(path)})
     if out_csv is not None:

@@ -70,9 +70,10 @@ def feature_coords_attrs(path, fallback: dict) -> dict:
         return {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
 
 
-def manifest(paths: list, out_csv):
-    """One row per feature file (slide, tiles, width, encoder); refuses a cohort whose files
-    disagree on the encoder or the width, naming the first slide that differs."""
+def manifest(paths: list, out_csv, max_lost_fraction: float = 1.0):
+    """One row per feature file (slide, tiles, width, encoder, status); refuses a cohort whose files
+    disagree on the encoder or the width, naming the first slide that differs, and one where more
+    than `max_lost_fraction` of the slides failed (recorded with cohort.on_slide_error: skip)."""
     import pandas as pd
 
     from .io import atomic_path
@@ -84,14 +85,22 @@ def manifest(paths: list, out_csv):
             attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
         rows.append({"slide_id": path.stem, "n_tiles": shape[0], "dim": shape[-1],
                      "encoder": attrs.get("encoder", ""), "weights_sha256": attrs.get("weights_sha256", ""),
-                     "path": str(path)})
-    table = pd.DataFrame(rows, columns=["slide_id", "n_tiles", "dim", "encoder", "weights_sha256", "path"])
+                     "path": str(path), "status": attrs.get("status", "ok"), "reason": attrs.get("reason", "")})
+    table = pd.DataFrame(rows, columns=["slide_id", "n_tiles", "dim", "encoder", "weights_sha256", "path",
+                                        "status", "reason"])
+    usable = table[table.status != "failed"]
     for col in ("dim", "encoder", "weights_sha256"):
-        if table[col].nunique() > 1:
-            first = table[col].iloc[0]
-            odd = table[table[col] != first].iloc[0]
+        if usable[col].nunique() > 1:
+            first = usable[col].iloc[0]
+            odd = usable[usable[col] != first].iloc[0]
             raise GhanetError(f"feature file of slide {odd.slide_id} has {col} {odd[col]}, slide "
-                              f"{table.slide_id.iloc[0]} {first}; re-extract it with the cohort's encoder")
+                              f"{usable.slide_id.iloc[0]} {first}; re-extract it with the cohort's encoder")
+    lost = table[table.status == "failed"]
+    if len(table) and len(lost) / len(table) > max_lost_fraction:
+        named = "; ".join(f"{r.slide_id}: {r.reason}" for r in lost.head(5).itertuples())
+        raise GhanetError(f"{len(lost)} of {len(table)} slides failed, more than cohort.max_lost_fraction "
+                          f"{max_lost_fraction:g} ({named}{'; ...' if len(lost) > 5 else ''}); fix those slides "
+                          "(results/report/slides.csv lists them all) or raise cohort.max_lost_fraction")
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table

@@ -20,12 +20,16 @@ def write_contours(path, features: list[dict]) -> None:
         tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
 
 
-def read_contours(path) -> list[list[np.ndarray]]:
-    """Polygons as lists of rings (outer first, then holes), level-0 float coordinates."""
+def read_contours(path, classification: str = "Tissue") -> list[list[np.ndarray]]:
+    """Polygons of one class (Tissue, or Pen: marker ink) as lists of rings (outer first, then
+    holes), level-0 float coordinates. Features without a class are tissue."""
     try:
         doc = json.loads(Path(path).read_text())
         polys = []
         for feat in doc["features"]:
+            name = ((feat.get("properties") or {}).get("classification") or {}).get("name", "Tissue")
+            if name != classification:
+                continue
             geom = feat["geometry"]
             rings_list = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
             for rings in rings_list:

@@ -36,13 +36,7 @@ def _percentile(v: np.ndarray) -> np.ndarray:
 
 
 def _thumbnail(slide, slide_id, path):
-    level = slide.get_best_level_for_downsample(max(slide.dimensions) / THUMB_PX)
-    rgb = wsi.read_level_rgb(slide, level, slide_id, path)
-    import cv2
-
-    scale = THUMB_PX / max(rgb.shape[:2])
-    if scale < 1:
-        rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    rgb = wsi.read_rgb_at(slide, wsi.thumbnail_size(slide, THUMB_PX), slide_id, path)
     return rgb, rgb.shape[1] / slide.dimensions[0]
 
 

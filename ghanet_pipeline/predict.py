@@ -4,9 +4,10 @@ Every fold's checkpoint of one trained model is applied to each patient's bag (a
 together); the ensemble risk is the mean over folds. Risk groups use the mean over folds of the
 cut-offs each fold fixed on its training patients. Slides must have been processed with the
 settings the models were trained with: the encoder identity recorded in each feature file is
-checked against the checkpoints, and a slide whose level-0 resolution none of the training slides
-had is refused unless `allow_other_mpp` (tiles are read at the same physical resolution either
-way; the check guards against a scanner or magnification the models never saw).
+checked against the checkpoints, and a slide whose tiles would show another resolution than the
+training tiles (a scan coarser than the tiles, whose tiles are upsampled) is refused unless
+`allow_other_mpp`. Every slide's header is checked before anything is extracted, and a patient
+who cannot be scored gets a `status`/`reason` row; the others are scored.
 
 Two entry points: `run` (a slide sheet; segments, tiles and extracts the slides itself with the
 checkpoints' settings unless given a folder of features) and `predict_slide` (one slide, Python).
@@ -55,6 +56,30 @@ def load_models(models_dir) -> list[dict]:
     return [ckpts[f] for f in range(k)]
 
 
+def _tile_resolution(level0_mpp: float, target_mpp: float) -> float:
+    """Microns per pixel of what a tile actually shows: the target, or the scan where it is coarser
+    (its tiles are then upsampled from fewer pixels)."""
+    return max(float(level0_mpp), float(target_mpp))
+
+
+def check_resolution(slide_id: str, level0_mpp: float | None, ckpt: dict, allow_other_mpp: bool) -> None:
+    """Refuse a slide whose tiles would show another resolution than every training slide's: a
+    40x slide is fine for models trained on 20x tiles (its tiles are read at 20x too); a 10x slide
+    is not (its "20x" tiles are upsampled), unless `allow_other_mpp`."""
+    target = (ckpt["encoder"] or {}).get("target_mpp") or ckpt["config"].get("tile", {}).get("target_mpp")
+    mpps = ckpt.get("slide_mpps") or []
+    if allow_other_mpp or level0_mpp is None or not target or not mpps:
+        return
+    tol = ckpt["config"].get("tile", {}).get("mpp_tolerance", 0.05)
+    mine = _tile_resolution(level0_mpp, target)
+    trained = sorted({round(_tile_resolution(m, target), 4) for m in mpps})
+    if not any(abs(mine / t - 1) <= tol for t in trained):
+        raise GhanetError(f"slide {slide_id} is scanned at {level0_mpp:g} um/px, so its tiles show {mine:g} um/px; "
+                          f"the models were trained on tiles showing {', '.join(f'{t:g}' for t in trained)} um/px "
+                          f"(slides at {', '.join(f'{m:g}' for m in mpps)} um/px); set predict.allow_other_mpp: "
+                          "true (--allow-other-mpp) to score it anyway")
+
+
 def check_slide(slide_id: str, attrs: dict, ckpt: dict, allow_other_mpp: bool) -> None:
     want = ckpt["encoder"] or {}
     for key in ENCODER_KEYS:
@@ -64,12 +89,7 @@ def check_slide(slide_id: str, attrs: dict, ckpt: dict, allow_other_mpp: bool) -
             if not same:
                 raise GhanetError(f"slide {slide_id}: features made with {key} = {a}, the models with {b}; "
                                   "process the slide with the training run's segment/tile/extract settings")
-    mpps, mpp = ckpt.get("slide_mpps") or [], attrs.get("level0_mpp")
-    tol = ckpt["config"].get("tile", {}).get("mpp_tolerance", 0.05)
-    if mpps and mpp is not None and not allow_other_mpp and not any(abs(mpp / m - 1) <= tol for m in mpps):
-        raise GhanetError(f"slide {slide_id} is scanned at {mpp:g} um/px, the models were trained on slides at "
-                          f"{', '.join(f'{m:g}' for m in mpps)} um/px; set predict.allow_other_mpp: true "
-                          "(--allow-other-mpp) to score it anyway")
+    check_resolution(slide_id, attrs.get("level0_mpp"), ckpt, allow_other_mpp)
 
 
 def _cutoffs(ckpts: list[dict]) -> dict:
@@ -95,17 +115,11 @@ def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str 
         if bad:
             rows.append(dict(row, status="failed", reason=f"slide {bad[0]}: {failed[bad[0]]}"))
             continue
-        parts = []
-        for sid in sids:
-            fpath = features.feature_path(features_dir, sid)
-            feats, coords, attrs = features.read_features(fpath)
-            check_slide(sid, attrs, ckpts[0], allow_other_mpp)
-            if len(feats) and ckpts[0]["model_args"]["in_dim"] != feats.shape[1]:
-                raise GhanetError(f"slide {sid}: {feats.shape[1]}-d features, the models take "
-                                  f"{ckpts[0]['model_args']['in_dim']}-d; extract with the training encoder")
-            path = group.set_index("slide_id").at[sid, "path"] if "path" in group else None
-            parts.append({"slide_id": sid, "path": path, "features": feats, "coords": coords,
-                          "attrs": features.feature_coords_attrs(fpath, attrs)})
+        try:  # one patient's bad slide costs that patient's score, not everyone's
+            parts = _patient_parts(group, sids, features_dir, ckpts[0], allow_other_mpp)
+        except GhanetError as exc:
+            rows.append(dict(row, status="failed", reason=str(exc)))
+            continue
         n = sum(len(p["features"]) for p in parts)
         row["n_tiles"] = n
         if n == 0:
@@ -125,21 +139,63 @@ def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str 
     return pd.DataFrame(rows)
 
 
-def _process_slides(sheet: pd.DataFrame, sections: dict, work: Path, device: str, threads: int | None) -> dict:
-    """Segment, tile and extract each slide with the checkpoints' settings; returns failures."""
+def _patient_parts(group: pd.DataFrame, sids: list[str], features_dir, ckpt: dict, allow_other_mpp: bool) -> list:
+    parts = []
+    for sid in sids:
+        fpath = features.feature_path(features_dir, sid)
+        feats, coords, attrs = features.read_features(fpath)
+        check_slide(sid, attrs, ckpt, allow_other_mpp)
+        if len(feats) and ckpt["model_args"]["in_dim"] != feats.shape[1]:
+            raise GhanetError(f"slide {sid}: {feats.shape[1]}-d features, the models take "
+                              f"{ckpt['model_args']['in_dim']}-d; extract with the training encoder")
+        path = group.set_index("slide_id").at[sid, "path"] if "path" in group else None
+        parts.append({"slide_id": sid, "path": path, "features": feats, "coords": coords,
+                      "attrs": features.feature_coords_attrs(fpath, attrs)})
+    return parts
+
+
+def precheck(sheet: pd.DataFrame, ckpt: dict, allow_other_mpp: bool) -> dict:
+    """Every slide's header before any extraction: slide_id -> reason for those that cannot be
+    scored (missing, unreadable, no plausible resolution, or a resolution the models never saw)."""
+    from . import wsi
+
+    mpp_range = ckpt["config"].get("cohort", {}).get("mpp_range", wsi.MPP_RANGE)
+    failed = {}
+    for row in sheet.itertuples():
+        mpp = getattr(row, "mpp", None)
+        try:
+            slide = wsi.open_slide(row.path, row.slide_id)
+            try:
+                mpp0, _ = wsi.resolve_mpp(slide, row.slide_id, None if mpp is None or mpp != mpp else float(mpp),
+                                          None, mpp_range)
+            finally:
+                slide.close()
+            check_resolution(row.slide_id, mpp0, ckpt, allow_other_mpp)
+        except GhanetError as exc:
+            failed[row.slide_id] = str(exc)
+    return failed
+
+
+def _process_slides(sheet: pd.DataFrame, sections: dict, work: Path, device: str, threads: int | None,
+                    failed: dict) -> dict:
+    """Segment, tile and extract each slide not already `failed` with the checkpoints' settings;
+    returns `failed` with the slides that failed here added."""
     from . import extract, segment, tile
 
-    failed = {}
-    device = devices.resolve(device, True, "predict")  # once: one GPU for all the slides
+    failed = dict(failed)
+    todo = sheet[~sheet.slide_id.isin(list(failed))]
+    if len(todo):
+        device = devices.resolve(device, True, "predict")  # once: one GPU for all the slides
     tile_params = dict(sections["tile"], on_empty="record")  # a slide without tissue gets a reason, not a crash
-    for row in sheet.itertuples():
+    for row in todo.itertuples():
         sid, mpp = row.slide_id, getattr(row, "mpp", None)
         mpp = None if mpp is None or mpp != mpp else float(mpp)
         try:
             segment.run(row.path, sid, sections["segment"], geojson=work / f"{sid}.geojson",
-                        qc_png=work / f"{sid}.qc.png", stats_json=work / f"{sid}.stats.json", sheet_mpp=mpp)
+                        qc_png=work / f"{sid}.qc.png", stats_json=work / f"{sid}.stats.json", sheet_mpp=mpp,
+                        mpp_range=sections.get("cohort", {}).get("mpp_range"))
             tile.run(row.path, sid, tile_params, contours=work / f"{sid}.geojson", coords_h5=work / f"{sid}.coords.h5",
-                     qc_png=work / f"{sid}.tiles.png", sheet_mpp=mpp)
+                     qc_png=work / f"{sid}.tiles.png", segment_stats=work / f"{sid}.stats.json")
             extract.run(row.path, sid, sections["extract"], coords_h5=work / f"{sid}.coords.h5",
                         features_h5=work / "features" / f"{sid}.h5", device=device, threads=threads)
         except GhanetError as exc:
@@ -158,7 +214,8 @@ def run(slide_sheet, models_dir, *, out_csv, features_dir=None, work_dir=None, s
     failed = {}
     if features_dir is None:
         work = Path(work_dir or Path(out_csv).parent / "work")
-        failed = _process_slides(sheet, ckpts[0]["config"], work, device, threads)
+        failed = precheck(sheet, ckpts[0], allow_other_mpp)
+        failed = _process_slides(sheet, ckpts[0]["config"], work, device, threads, failed)
         features_dir = work / "features"
     table = score(sheet, features_dir, ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp,
                   heatmaps_dir=heatmaps_dir, failed=failed)
@@ -177,7 +234,8 @@ def predict_slide(slide_path, models_dir, *, slide_id: str | None = None, mpp: f
     sheet = pd.DataFrame({"slide_id": [slide_id], "case_id": [slide_id], "path": [str(slide_path)], "mpp": [mpp]})
     ckpts = load_models(models_dir)
     with tempfile.TemporaryDirectory(prefix="ghanet-predict-") as tmp:
-        failed = _process_slides(sheet, ckpts[0]["config"], Path(tmp), device, None)
+        failed = precheck(sheet, ckpts[0], allow_other_mpp)
+        failed = _process_slides(sheet, ckpts[0]["config"], Path(tmp), device, None, failed)
         table = score(sheet, Path(tmp) / "features", ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp,
                       heatmaps_dir=heatmaps_dir, failed=failed)
     return table.iloc[0].to_dict()

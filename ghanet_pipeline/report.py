@@ -21,6 +21,13 @@ def slide_table(stats_paths: list, coords_paths: list) -> pd.DataFrame:
         stats = json.loads(Path(stats_path).read_text())
         coords, attrs = formats.read_coords(coords_path)
         n = len(coords)
+        failed = stats.get("status") == "failed" or attrs.get("status") == "failed"
+        if failed:  # recorded with cohort.on_slide_error: skip
+            rows.append({"slide_id": stats["slide_id"], "n_tiles": 0, "n_pieces": 0, "n_holes": 0,
+                         "tissue_area_mm2": 0.0, "pen_area_mm2": 0.0, "level0_mpp": stats.get("level0_mpp"),
+                         "patch_level": None, "patch_size_level0": None, "status": "failed",
+                         "reason": stats.get("reason") or attrs.get("reason", "")})
+            continue
         rows.append({
             "slide_id": stats["slide_id"], "n_tiles": n, "n_pieces": stats["n_pieces"],
             "n_holes": stats["n_holes"], "tissue_area_mm2": stats["tissue_area_mm2"],

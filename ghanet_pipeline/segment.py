@@ -25,6 +25,9 @@ BLACK_INK_MAX_VALUE = 70
 BLACK_INK_MAX_SATURATION = 90  # dense haematoxylin is dark too, but strongly saturated
 TRACE_UPSAMPLE = 4
 SATURATION_FLOOR = 20  # Otsu on a blank slide splits noise; glass never exceeds this
+# faint tissue: above the glass peak by this much (or 6 spreads), never below FAINT_FLOOR; a piece
+# counts as faint when under FAINT_MAX_STRONG of it passes Otsu's split
+GLASS_SEARCH, GLASS_MARGIN, FAINT_FLOOR, FAINT_MAX_STRONG = 40, 10, 10, 0.1
 
 
 def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
@@ -49,9 +52,11 @@ def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
         values = sat_blur[~pen]
         otsu = _otsu(values) if values.size else 255.0
         threshold = max(otsu, SATURATION_FLOOR)
+        tissue = (sat_blur > threshold) & ~pen
+        tissue |= _faint_pieces(sat_blur, tissue, pen, threshold)
     else:
         threshold = float(params["saturation_threshold"])
-    tissue = (sat_blur > threshold) & ~pen
+        tissue = (sat_blur > threshold) & ~pen
 
     mask = tissue.astype(np.uint8)
     if k > 1:
@@ -83,8 +88,41 @@ def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
                 dropped += 1
                 continue
             pieces.append((c, holes, area / TRACE_UPSAMPLE**2))
+    ink = []
+    if pen.any():  # the ink as polygons too: tiling drops tiles it covers, QuPath shows it
+        up = cv2.resize(pen.astype(np.uint8), None, fx=TRACE_UPSAMPLE, fy=TRACE_UPSAMPLE,
+                        interpolation=cv2.INTER_NEAREST)
+        ink = [c for c in cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0] if len(c) >= 3]
     return {"pieces": pieces, "threshold": threshold, "pen_px": int(pen.sum()),
-            "dropped_pieces": dropped}
+            "dropped_pieces": dropped, "ink": ink}
+
+
+def glass_bound(sat: np.ndarray) -> float:
+    """The saturation above which a pixel is not glass: the glass peak (the histogram's mode among
+    weakly saturated pixels) plus a margin of several times its spread."""
+    hist = np.bincount(sat.ravel(), minlength=256)[:GLASS_SEARCH]
+    mode = int(np.argmax(hist))
+    near = sat[(sat >= max(0, mode - 8)) & (sat <= mode + 8)].astype(np.float64)
+    spread = 1.4826 * float(np.median(np.abs(near - mode))) if near.size else 0.0
+    return max(mode + max(GLASS_MARGIN, 6 * spread), FAINT_FLOOR)
+
+
+def _faint_pieces(sat: np.ndarray, tissue: np.ndarray, pen: np.ndarray, threshold: float) -> np.ndarray:
+    """Whole pieces that stand out from the glass but not from Otsu's split: faded or lightly stained
+    tissue beside well-stained tissue, which a per-slide threshold between the two would drop.
+    Only pieces with (almost) no Otsu tissue are added; well-stained pieces keep Otsu's outline."""
+    low = glass_bound(sat)
+    if low >= threshold:
+        return np.zeros_like(tissue)
+    faint = (sat > low) & ~pen
+    n, labels = cv2.connectedComponents(faint.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(tissue)
+    size = np.bincount(labels.ravel(), minlength=n)
+    strong = np.bincount(labels.ravel(), weights=tissue.ravel().astype(np.float64), minlength=n)
+    keep = strong < FAINT_MAX_STRONG * np.maximum(size, 1)
+    keep[0] = False
+    return keep[labels]
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -120,18 +158,28 @@ def _ring(contour: np.ndarray, scale: np.ndarray, size0) -> list[list[float]]:
     return ring + [ring[0]]
 
 
+def record_failure(slide_id: str, reason: str, *, geojson: str, qc_png: str, stats_json: str) -> None:
+    """cohort.on_slide_error: skip: outputs that say the slide failed, and why; the later stages
+    pass it on and the slide report lists it."""
+    formats.write_contours(geojson, [])
+    with atomic_path(qc_png) as tmp:
+        formats.write_png(tmp, np.full((64, 64, 3), 200, np.uint8))
+    write_json(stats_json, {"slide_id": slide_id, "status": "failed", "reason": reason, "n_pieces": 0, "n_holes": 0,
+                            "tissue_area_mm2": 0.0, "pen_area_mm2": 0.0, "level0_mpp": None})
+
+
 def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: str, stats_json: str,
-        sheet_mpp: float | None = None, default_mpp: float | None = None) -> dict:
+        sheet_mpp: float | None = None, default_mpp: float | None = None, mpp_range=None) -> dict:
     slide = wsi.open_slide(slide_path, slide_id)
-    mpp0, mpp_source = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp)
+    mpp0, mpp_source = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp, mpp_range or wsi.MPP_RANGE)
     seg_mpp = params["seg_mpp"]
     level = wsi.level_for_mpp(slide, mpp0, seg_mpp, 0.0)
     level_mpp = mpp0 * slide.level_downsamples[level]
-    rgb = wsi.read_level_rgb(slide, level, slide_id, slide_path)
     w0, h0 = slide.dimensions
-    if level_mpp < seg_mpp:
-        size = (max(1, round(w0 * mpp0 / seg_mpp)), max(1, round(h0 * mpp0 / seg_mpp)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    # a level at seg_mpp (or coarser, when level 0 is) is read as it is; else downsampled on the fly
+    size = slide.level_dimensions[level] if level_mpp >= seg_mpp else (
+        max(1, round(w0 * mpp0 / seg_mpp)), max(1, round(h0 * mpp0 / seg_mpp)))
+    rgb = wsi.read_rgb_at(slide, size, slide_id, slide_path)
     eff_mpp = mpp0 * w0 / rgb.shape[1]  # effective after rounding
     result = segment_image(rgb, eff_mpp, params)
     # per-axis level-0 pixels per segmentation pixel (rounding makes them differ slightly)
@@ -145,9 +193,15 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
                          + [_ring(h, scale, (w0, h0)) for h in holes]},
             "properties": {"objectType": "annotation", "classification": {"name": "Tissue"}},
         })
+    for c in result["ink"]:
+        features.append({
+            "type": "Feature", "geometry": {"type": "Polygon", "coordinates": [_ring(c, scale, (w0, h0))]},
+            "properties": {"objectType": "annotation", "classification": {"name": "Pen"}},
+        })
     px_area_mm2 = (eff_mpp / 1000.0) ** 2
     stats = {
         "slide_id": slide_id,
+        "status": "ok",
         "n_pieces": len(result["pieces"]),
         "n_holes": sum(len(h) for _, h, _ in result["pieces"]),
         "tissue_area_mm2": round(sum(a for *_, a in result["pieces"]) * px_area_mm2, 6),
@@ -159,7 +213,8 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
         # a slide for a new cohort.default_mpp only when its resolution came from the default
         "mpp_source": mpp_source,
         "default_mpp_given": default_mpp,
-        "settings": {"segment": params},  # provenance, carried on to the coords and features
+        # provenance, carried on to the coords and features (and so into checkpoints)
+        "settings": {"segment": params, "cohort": {"mpp_range": list(mpp_range or wsi.MPP_RANGE)}},
         "seg_level": level,
         "seg_mpp": eff_mpp,
         "level0_size": [w0, h0],

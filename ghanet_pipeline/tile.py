@@ -21,12 +21,8 @@ from .errors import GhanetError
 SAMPLES_PER_TILE = 16
 
 
-def tile_grid(polygons, level0_size, patch_size_level0: int, min_coverage: float):
-    """Top-left level-0 coords (N x 2, int64) and coverage of kept tiles, row-major order."""
-    w0, h0 = level0_size
-    nx, ny = w0 // patch_size_level0, h0 // patch_size_level0
-    if nx == 0 or ny == 0 or not polygons:
-        return np.zeros((0, 2), np.int64), np.zeros(0)
+def _coverage(polygons, nx: int, ny: int, patch_size_level0: int) -> np.ndarray:
+    """Fraction of each grid tile (ny x nx) inside the polygons, holes excluded."""
     k = SAMPLES_PER_TILE
     scale = k / patch_size_level0
     mask = np.zeros((ny * k, nx * k), bool)
@@ -42,23 +38,50 @@ def tile_grid(polygons, level0_size, patch_size_level0: int, min_coverage: float
         fill(rings[0], True)
         for hole in rings[1:]:
             fill(hole, False)
-    coverage = mask.reshape(ny, k, nx, k).mean(axis=(1, 3))
-    iy, ix = np.nonzero(coverage >= max(min_coverage, 1e-9))
+    return mask.reshape(ny, k, nx, k).mean(axis=(1, 3))
+
+
+def tile_grid(polygons, level0_size, patch_size_level0: int, min_coverage: float, ink=(),
+              max_ink_fraction: float = 1.0):
+    """Top-left level-0 coords (N x 2, int64) and coverage of kept tiles, row-major order. A tile is
+    kept when tissue covers at least `min_coverage` of it and marker ink (`ink` polygons) at most
+    `max_ink_fraction` (the tissue polygons already exclude the ink)."""
+    w0, h0 = level0_size
+    nx, ny = w0 // patch_size_level0, h0 // patch_size_level0
+    if nx == 0 or ny == 0 or not polygons:
+        return np.zeros((0, 2), np.int64), np.zeros(0)
+    coverage = _coverage(polygons, nx, ny, patch_size_level0)
+    keep = coverage >= max(min_coverage, 1e-9)
+    if len(ink) and max_ink_fraction < 1.0:
+        keep &= _coverage(ink, nx, ny, patch_size_level0) <= max_ink_fraction
+    iy, ix = np.nonzero(keep)
     coords = np.stack([ix, iy], axis=1).astype(np.int64) * patch_size_level0
     return coords, coverage[iy, ix]
 
 
+def record_failure(slide_id: str, reason: str, *, coords_h5: str, qc_png: str) -> None:
+    """An empty coords file that says the slide failed, and why (cohort.on_slide_error: skip)."""
+    formats.write_coords(coords_h5, np.zeros((0, 2), np.int64), {"slide_id": slide_id, "status": "failed",
+                                                                  "reason": reason, "patch_size": 0})
+    formats.write_png(qc_png, np.full((64, 64, 3), 200, np.uint8))
+
+
 def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h5: str, qc_png: str,
-        sheet_mpp: float | None = None, default_mpp: float | None = None, segment_stats=None) -> dict:
+        sheet_mpp: float | None = None, default_mpp: float | None = None, segment_stats=None,
+        mpp_range=None) -> dict:
     """With `segment_stats` (the workflow's way) the level-0 mpp and the segmentation settings are
     the ones segmentation used; else the mpp is resolved here from the sheet, file or default."""
-    slide = wsi.open_slide(slide_path, slide_id)
     settings = {}
     if segment_stats is not None:
         stats = json.loads(Path(segment_stats).read_text())
+        if stats.get("status") == "failed":  # recorded by segmentation (cohort.on_slide_error: skip)
+            record_failure(slide_id, stats["reason"], coords_h5=coords_h5, qc_png=qc_png)
+            return {"slide_id": slide_id, "n_tiles": 0, "patch_level": -1, "patch_size_level0": 0, "failed": True}
+    slide = wsi.open_slide(slide_path, slide_id)
+    if segment_stats is not None:
         mpp0, settings = float(stats["level0_mpp"]), stats.get("settings", {})
     else:
-        mpp0, _ = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp)
+        mpp0, _ = wsi.resolve_mpp(slide, slide_id, sheet_mpp, default_mpp, mpp_range or wsi.MPP_RANGE)
     target, patch = params["target_mpp"], params["patch_size"]
     level = wsi.level_for_mpp(slide, mpp0, target, params["mpp_tolerance"])
     downsample = float(slide.level_downsamples[level])
@@ -66,11 +89,13 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
     if abs(mpp0 * downsample / target - 1) <= params["mpp_tolerance"]:
         ps0 = int(round(patch * downsample))
     else:
-        ps0 = int(round(patch * target / mpp0))
+        ps0 = max(1, int(round(patch * target / mpp0)))  # a coarse slide still gets whole pixels
     read_size = max(1, int(round(ps0 / downsample)))
 
     polygons = formats.read_contours(contours)
-    coords, coverage = tile_grid(polygons, slide.dimensions, ps0, params["min_coverage"])
+    ink = formats.read_contours(contours, "Pen")
+    coords, coverage = tile_grid(polygons, slide.dimensions, ps0, params["min_coverage"], ink,
+                                 params["max_ink_fraction"])
     if len(coords) == 0 and params["on_empty"] == "fail":
         raise GhanetError(
             f"slide {slide_id}: no tile reaches min_coverage {params['min_coverage']} "
@@ -87,12 +112,7 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
     }
     formats.write_coords(coords_h5, coords, attrs)
 
-    thumb_level = slide.get_best_level_for_downsample(max(slide.dimensions) / 1024)
-    thumb = wsi.read_level_rgb(slide, thumb_level, slide_id, slide_path)
-    if max(thumb.shape[:2]) > 1024:
-        r = 1024 / max(thumb.shape[:2])
-        thumb = cv2.resize(thumb, (round(thumb.shape[1] * r), round(thumb.shape[0] * r)),
-                           interpolation=cv2.INTER_AREA)
+    thumb = wsi.read_rgb_at(slide, wsi.thumbnail_size(slide, 1024), slide_id, slide_path)
     f = thumb.shape[1] / slide.dimensions[0]
     for x, y in coords:
         cv2.rectangle(thumb, (int(x * f), int(y * f)), (int((x + ps0) * f), int((y + ps0) * f)),

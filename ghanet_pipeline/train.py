@@ -41,6 +41,8 @@ def read_bag(features_dir, slide_ids: list[str], case_id: str, dim: int | None =
     parts, attrs, every = [], {}, []
     for sid in slide_ids:
         feats, _, a = features.read_features(features.feature_path(features_dir, sid))
+        if a.get("status") == "failed":  # recorded with cohort.on_slide_error: skip
+            continue
         if dim is not None and feats.shape[1] != dim:
             raise GhanetError(f"patient {case_id}: slide {sid} has {feats.shape[1]}-d features, the "
                               f"others {dim}-d; extract every slide with the same encoder")
@@ -142,6 +144,10 @@ class Inputs:
             bag, attrs, every = read_bag(features_dir, row["slide_ids"].split(";"), case_id, self.dim)
             if len(bag) == 0:
                 reason = f"patient {case_id} has no patch in any slide ({row['slide_ids']})"
+                if not every:  # every slide failed, and was recorded so (on_slide_error: skip)
+                    self.excluded.append((case_id, f"patient {case_id}: no usable slide ({row['slide_ids']} "
+                                          "failed; see results/report/slides.csv)"))
+                    continue
                 if on_problem == "fail":
                     raise GhanetError(f"{reason}; see results/report/slides.csv, or set "
                                       "cohort.on_problem: exclude to leave the patient out")
@@ -357,7 +363,10 @@ def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json,
         "seed": params["seed"], "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "model_args": {"n_bins": len(fold.edges) - 1, "in_dim": inputs.dim,
                        "family_dims": [len(c) for c in fold.families.values()], "omic_dim": len(fold.selected)},
-        "config": {**inputs.slide_settings, **{k: sections[k] for k in ("train", "model", "cohort")},
+        # how the features were made, from their provenance (else as the caller's sections say)
+        "config": {**{k: sections[k] for k in ("segment", "tile", "extract") if k in sections},
+                   **inputs.slide_settings, "train": sections["train"], "model": sections["model"],
+                   "cohort": {**sections["cohort"], **inputs.slide_settings.get("cohort", {})},
                    "splits": {"folds": n_folds or sections["splits"]["folds"]}},
         "encoder": inputs.encoder or None,
         "families": fold.families, "scaler": {"mean": fold.scaler["mean"].to_dict(),
@@ -373,6 +382,8 @@ def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json,
         recon.to_csv(tmp, index=False)
     with atomic_path(out / "train_log.csv") as tmp:
         history.to_csv(tmp, index=False)
+    with atomic_path(out / "excluded.csv") as tmp:  # patients left out, for the failure summary
+        pd.DataFrame(inputs.excluded, columns=["case_id", "reason"]).to_csv(tmp, index=False)
     plot_history(history, f"{model_name}, fold {fold_k}", out / "loss.png")
     log.info("%s fold %d: %d epochs on %d patients in %.1f s on %s; %d held out", model_name, fold_k,
              len(history), len(trained_on), seconds, dev, int((risks.split == "val").sum()))

@@ -14,35 +14,87 @@ import openslide
 from .errors import SlideError
 
 
+CONVERT = "vips tiffsave IN.tif OUT.tif --tile --pyramid --compression jpeg --Q 90"
+
+
 def open_slide(path: str | Path, slide_id: str) -> openslide.OpenSlide:
     path = Path(path)
     if not path.exists():
         raise SlideError(
             f"slide {slide_id}: file not found: {path}; fix the `path` column of the slide sheet"
         )
+    if path.is_dir():
+        path = _dicom_file(path, slide_id)
     try:
-        return openslide.OpenSlide(str(path))
+        slide = openslide.OpenSlide(str(path))
+        # OpenSlide opens some TIFFs it cannot decode (32-bit samples): one pixel tells
+        slide.read_region((0, 0), slide.level_count - 1, (1, 1))
+        return slide
     except openslide.OpenSlideUnsupportedFormatError:
         if _looks_like_tiff(path):
-            raise SlideError(
-                f"slide {slide_id}: {path} is a TIFF that OpenSlide cannot read; the file is "
-                "corrupt or truncated, copy it again from its source"
-            ) from None
+            raise SlideError(_tiff_problem(path, slide_id)) from None
         raise SlideError(
             f"slide {slide_id}: {path} is not a whole-slide image OpenSlide can read; "
             "point the sheet at the slide file (.svs, .tiff, .ndpi, .mrxs, ...)"
         ) from None
     except openslide.OpenSlideError as exc:
+        if _looks_like_tiff(path):
+            raise SlideError(_tiff_problem(path, slide_id, str(exc))) from None
         raise SlideError(
             f"slide {slide_id}: {path} cannot be opened ({exc}); the file is corrupt or truncated, "
             "copy it again from its source"
         ) from None
 
 
+def _dicom_file(folder: Path, slide_id: str) -> Path:
+    """A DICOM WSI is a folder of .dcm files (one per level); OpenSlide opens the series from any one."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dcm" and p.is_file())
+    if not files:
+        raise SlideError(
+            f"slide {slide_id}: {folder} is a folder without .dcm files; point the sheet's `path` at "
+            "the slide file itself (or at the folder of a DICOM slide)"
+        )
+    for path in files:
+        if openslide.OpenSlide.detect_format(str(path)) == "dicom":
+            return path
+    raise SlideError(
+        f"slide {slide_id}: no file in {folder} is a DICOM whole-slide image OpenSlide can read "
+        f"({len(files)} .dcm files); point the sheet's `path` at the slide's own folder or one of its .dcm files"
+    )
+
+
 def _looks_like_tiff(path: Path) -> bool:
     with open(path, "rb") as fh:
         magic = fh.read(4)
     return magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # TIFF and BigTIFF
+
+
+def _tiff_problem(path: Path, slide_id: str, detail: str = "") -> str:
+    """Why OpenSlide refused a TIFF: a layout it does not support (say so, with the conversion), or
+    a file that does not parse or whose layout is fine (corrupt or truncated)."""
+    import tifffile
+
+    layout = []
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            if not page.is_tiled:
+                layout.append("stored in strips, not tiles")
+            if page.bitspersample != 8:
+                layout.append(f"{page.bitspersample}-bit samples, not 8-bit")
+            if page.samplesperpixel not in (1, 3, 4):
+                layout.append(f"{page.samplesperpixel} samples per pixel")
+    except Exception:  # noqa: BLE001, S110 - whatever tifffile trips on, the file does not parse
+        pass
+    if not layout:
+        because = f" ({detail})" if detail else ""
+        return (f"slide {slide_id}: {path} cannot be read{because}; the file is corrupt or truncated, "
+                "copy it again from its source")
+    convert = CONVERT.replace("IN.tif", str(path))
+    if any("-bit" in why for why in layout):  # JPEG takes 8-bit samples: scale them first
+        convert = f"vips cast {path} 8bit.v uchar (scaled as the data needs), then " + CONVERT.replace("IN.tif", "8bit.v")
+    return (f"slide {slide_id}: {path} is a valid TIFF that OpenSlide does not support "
+            f"({', '.join(layout)}); convert it to a tiled pyramidal TIFF: {convert}")
 
 
 def read_error(slide_id: str, path, exc: Exception, where: str = "") -> SlideError:
@@ -53,27 +105,58 @@ def read_error(slide_id: str, path, exc: Exception, where: str = "") -> SlideErr
     )
 
 
+# Exporters (libvips, PIL, ImageMagick, ...) write these resolutions by default; no scanner does.
+DEFAULT_DPI = (72, 96, 150, 300, 600)
+MPP_RANGE = (0.1, 10.0)  # cohort.mpp_range's default: scanners write 0.1-1 um/px, 10 is a 1x scan
+
+
 def resolve_mpp(
-    slide: openslide.OpenSlide, slide_id: str, sheet_mpp: float | None, default_mpp: float | None
+    slide: openslide.OpenSlide, slide_id: str, sheet_mpp: float | None, default_mpp: float | None,
+    mpp_range=MPP_RANGE,
 ) -> tuple[float, str]:
     """Level-0 microns per pixel and where it came from: the sheet's `mpp` ("sheet"), else the
-    file's ("file"), else config default_mpp ("default")."""
+    file's ("file"), else config default_mpp ("default"). A file resolution outside `mpp_range`,
+    or one of the inch resolutions exporters write by default, counts as none; a sheet or default
+    value outside the range is an error (often a magnification typed as mpp)."""
+    lo, hi = mpp_range
     if sheet_mpp is not None and not (isinstance(sheet_mpp, float) and math.isnan(sheet_mpp)):
+        _check_given(float(sheet_mpp), lo, hi, f"slide {slide_id}: the sheet's mpp", "the slide sheet's `mpp` column")
         return float(sheet_mpp), "sheet"
+    found = ""
     value = slide.properties.get(openslide.PROPERTY_NAME_MPP_X)
     if value:
         try:
             mpp = float(value)
         except ValueError:
             mpp = 0.0
-        if mpp > 0:
+        dpi = 25400.0 / mpp if mpp > 0 else 0.0
+        if any(abs(dpi - d) < 0.01 for d in DEFAULT_DPI):
+            found = f"the file says {mpp:.4g} um/px ({dpi:.0f} dpi, an exporter's default, not a scan resolution)"
+        elif mpp > 0 and not lo <= mpp <= hi:
+            found = f"the file says {mpp:.4g} um/px, outside cohort.mpp_range {lo:g}-{hi:g}"
+        elif mpp > 0:
             return mpp, "file"
     if default_mpp is not None:
+        _check_given(float(default_mpp), lo, hi, "cohort.default_mpp", "cohort.default_mpp in config.yaml")
         return float(default_mpp), "default"
+    if found:
+        raise SlideError(
+            f"slide {slide_id}: {found}; give its microns per pixel in the slide sheet's `mpp` column "
+            "(0.25 for 40x, 0.5 for 20x scans), or set cohort.default_mpp"
+        )
     raise SlideError(
         f"slide {slide_id}: the file has no microns-per-pixel metadata; add an `mpp` column to the "
         "slide sheet for it, or set cohort.default_mpp in config.yaml"
     )
+
+
+def _check_given(mpp: float, lo: float, hi: float, what: str, where: str) -> None:
+    if not lo <= mpp <= hi:
+        hint = f" (a magnification? {mpp:g}x is about {10 / mpp:.2g} um/px)" if mpp in (2, 4, 5, 10, 20, 40, 60, 80) else ""
+        raise SlideError(
+            f"{what} is {mpp:g} um/px, outside the plausible {lo:g}-{hi:g} um/px{hint}; correct {where} "
+            "(or widen cohort.mpp_range)"
+        )
 
 
 def level_mpps(slide: openslide.OpenSlide, mpp0: float) -> list[float]:
@@ -93,17 +176,90 @@ def level_for_mpp(slide: openslide.OpenSlide, mpp0: float, target_mpp: float, to
     return best
 
 
-def read_level_rgb(slide: openslide.OpenSlide, level: int, slide_id: str, path) -> np.ndarray:
-    """A whole pyramid level as RGB uint8, transparent (unscanned) areas as white."""
-    w, h = slide.level_dimensions[level]
+# a level is read a block at a time (16 MB of RGBA: 512 stored-tile rows high, so each stored tile
+# is decoded about once): segmentation and thumbnails stay small whatever the slide
+BLOCK_PX = (8192, 512)
+
+
+def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str, path) -> np.ndarray:
+    """The whole slide as RGB uint8 at `size` (w, h) pixels, transparent (unscanned) areas white.
+
+    Reads the coarsest level at least as fine as `size`, band by band, and downsamples each band on
+    the fly, so memory is bounded by the output and one band whatever the slide (a single-level
+    slide is never read whole). Where OpenSlide sees one level but the file keeps a pyramid that it
+    does not (OME-TIFF SubIFDs), the pyramid level is read with tifffile instead.
+    """
+    import cv2
+
+    w0, h0 = slide.dimensions
+    out_w, out_h = max(1, int(size[0])), max(1, int(size[1]))
+    if slide.level_count == 1 and min(w0 / out_w, h0 / out_h) > 2:
+        pyramid = _subifd_level(path, (w0, h0), (out_w, out_h))
+        if pyramid is not None:
+            return cv2.resize(pyramid, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    level = 0
+    for i, (lw, lh) in enumerate(slide.level_dimensions):
+        if lw >= out_w and lh >= out_h:
+            level = i
+    lw, lh = slide.level_dimensions[level]
+    down = slide.level_downsamples[level]
+    # the level is read in blocks (a band of rows, a chunk of columns at a time) of a whole number
+    # f of pixels per side, each shrunk f-fold exactly, so no seam shows; the small result (under
+    # twice the output per side) is resized to the output at the end
+    f = max(1, min(lw // out_w, lh // out_h))
+    band_h, chunk_w = f * max(1, BLOCK_PX[1] // f), f * max(1, BLOCK_PX[0] // f)
+    mid_w, mid_h = -(-lw // f), -(-lh // f)
+    mid = np.empty((mid_h, mid_w, 3), np.uint8)
+    for y in range(0, lh, band_h):
+        rows = min(band_h, lh - y)
+        for x in range(0, lw, chunk_w):
+            cols = min(chunk_w, lw - x)
+            try:
+                rgba = np.asarray(slide.read_region((int(round(x * down)), int(round(y * down))), level, (cols, rows)))
+            except openslide.OpenSlideError as exc:
+                raise read_error(slide_id, path, exc, f"level {level}, x {x}, y {y}") from None
+            block = rgba_to_rgb(rgba)
+            my, mx = y // f, x // f
+            size = (-(-cols // f), -(-rows // f))
+            mid[my:my + size[1], mx:mx + size[0]] = block if f == 1 else cv2.resize(
+                block, size, interpolation=cv2.INTER_AREA)
+    if mid.shape[:2] == (out_h, out_w):
+        return mid
+    return cv2.resize(mid, (out_w, out_h), interpolation=cv2.INTER_AREA)
+
+
+def _subifd_level(path, size0, want) -> np.ndarray | None:
+    """The coarsest pyramid level tifffile sees (SubIFDs) that is at least `want`, or None."""
+    import tifffile
+
     try:
-        rgba = np.asarray(slide.read_region((0, 0), level, (w, h)))
-    except openslide.OpenSlideError as exc:
-        raise read_error(slide_id, path, exc, f"level {level}") from None
-    return rgba_to_rgb(rgba)
+        with tifffile.TiffFile(str(path)) as tif:
+            levels = tif.series[0].levels
+            best = None
+            for lvl in levels[1:]:
+                shape = lvl.shape if lvl.axes[-1] in "SC" else lvl.shape + (1,)
+                h, w = shape[-3], shape[-2]
+                if w >= want[0] and h >= want[1] and abs(w / size0[0] - h / size0[1]) < 0.02:
+                    best = lvl
+            if best is None:
+                return None
+            img = best.asarray()
+    except Exception:  # noqa: BLE001 - no readable pyramid: read OpenSlide's level 0 in bands
+        return None
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3]) if img.dtype == np.uint8 else None
+
+
+def thumbnail_size(slide: openslide.OpenSlide, long_side: int) -> tuple[int, int]:
+    w0, h0 = slide.dimensions
+    f = min(1.0, long_side / max(w0, h0))
+    return max(1, round(w0 * f)), max(1, round(h0 * f))
 
 
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
+    if rgba[..., 3].min() == 255:  # fully scanned (the usual case): no blending, no temporaries
+        return np.ascontiguousarray(rgba[..., :3])
     alpha = rgba[..., 3:4].astype(np.uint16)
     rgb = (rgba[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha)) // 255
     return rgb.astype(np.uint8)

@@ -109,6 +109,47 @@ def test_tile_keys(demo_cohort, tmp_path, blank_slide):
     assert len(recorded) == 0
 
 
+@covers("cohort.mpp_range", "tile.max_ink_fraction")
+def test_resolution_range_and_ink_keys(tmp_path):
+    # the CMU slide is 0.499 um/px: plausible by default, not in a range that starts at 0.6
+    assert _segment(tmp_path, CMU_SLIDE, "cmu", mpp_range=validate_config({})["cohort"]["mpp_range"])["n_pieces"]
+    narrow = validate_config({"cohort": {"mpp_range": [0.6, 10]}})["cohort"]["mpp_range"]
+    with pytest.raises(GhanetError, match="no microns-per-pixel|outside cohort.mpp_range 0.6-10"):
+        _segment(tmp_path, CMU_SLIDE, "narrow", mpp_range=narrow)
+    # ink: a tile under a pen stroke is dropped at the default 5 %, kept at 100 %
+    polygons = [[np.array([[0, 0], [512, 0], [512, 512], [0, 512], [0, 0]], float)]]
+    ink = [[np.array([[0, 0], [60, 0], [60, 256], [0, 256], [0, 0]], float)]]  # 23 % of the first tile
+    default = cfg("tile")["max_ink_fraction"]
+    kept, _ = tile.tile_grid(polygons, (512, 512), 256, 0.5, ink, default)
+    assert len(kept) == 3 and [0, 0] not in kept.tolist()
+    assert len(tile.tile_grid(polygons, (512, 512), 256, 0.5, ink, cfg("tile", max_ink_fraction=1.0)["max_ink_fraction"])[0]) == 4
+
+
+@covers("cohort.on_slide_error", "cohort.max_lost_fraction")
+def test_slide_error_keys(tmp_path):
+    """A bad slide fails its job, or with `skip` is recorded as failed through every slide stage;
+    the manifest stops the run past max_lost_fraction (the whole run: test_workflow)."""
+    from conftest import error_line, run_ghanet
+
+    from ghanet_pipeline import features
+
+    bad = tmp_path / "bad.svs"
+    bad.write_text("not a slide")
+    on_error = validate_config({"cohort": {"on_slide_error": "skip"}})["cohort"]["on_slide_error"]
+    seg = ["segment", "--slide", bad, "--slide-id", "B", "--geojson", tmp_path / "b.geojson", "--qc", tmp_path / "b.png",
+           "--stats", tmp_path / "b.json"]
+    assert "not a whole-slide image" in error_line(run_ghanet(*seg))
+    assert run_ghanet(*seg, "--on-error", on_error).returncode == 0
+    assert json.loads((tmp_path / "b.json").read_text())["status"] == "failed"
+    tile.run(str(bad), "B", cfg("tile"), contours=tmp_path / "b.geojson", coords_h5=tmp_path / "b.h5",
+             qc_png=tmp_path / "b.tile.png", segment_stats=tmp_path / "b.json")
+    extract.run(str(bad), "B", cfg("extract"), coords_h5=tmp_path / "b.h5", features_h5=tmp_path / "B.h5")
+    assert features.manifest([tmp_path / "B.h5"], tmp_path / "m.csv", 1.0).status.tolist() == ["failed"]
+    lost = validate_config({"cohort": {"max_lost_fraction": 0.5}})["cohort"]["max_lost_fraction"]
+    with pytest.raises(GhanetError, match="1 of 1 slides failed, more than cohort.max_lost_fraction 0.5"):
+        features.manifest([tmp_path / "B.h5"], tmp_path / "m.csv", lost)
+
+
 @pytest.fixture(scope="module")
 def few_tiles(demo_cohort, tmp_path_factory):
     """Four tiles of a demo slide, so each extraction below costs a fraction of a second."""
@@ -311,10 +352,10 @@ def test_evaluate_keys(fold, tmp_path):
 def test_predict_resolution_key(fold, tmp_path):
     _train(fold, tmp_path / "m")
     ckpt = train.load_checkpoint(tmp_path / "m/model.pt")
-    finer = {"encoder": "toy", "level0_mpp": ckpt["slide_mpps"][0] / 2}
+    coarser = {"encoder": "toy", "level0_mpp": ckpt["encoder"]["target_mpp"] * 2}  # its tiles upsampled
     with pytest.raises(GhanetError, match="allow_other_mpp"):
-        predict.check_slide("new", finer, ckpt, cfg("predict")["allow_other_mpp"])
-    predict.check_slide("new", finer, ckpt, cfg("predict", allow_other_mpp=True)["allow_other_mpp"])
+        predict.check_slide("new", coarser, ckpt, cfg("predict")["allow_other_mpp"])
+    predict.check_slide("new", coarser, ckpt, cfg("predict", allow_other_mpp=True)["allow_other_mpp"])
 
 
 # ------------------------------------------------------------------ the workflow's own keys

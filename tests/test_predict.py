@@ -49,18 +49,34 @@ def test_every_fold_scores_and_the_ensemble_is_their_mean(two_folds, tmp_path):
 
 
 @bad_input("new slide of another scan resolution")
-def test_slide_of_another_resolution_is_refused_unless_allowed(two_folds, tmp_path):
+def test_slide_whose_tiles_show_another_resolution_is_refused_unless_allowed(two_folds, tmp_path):
+    """Training slides were 40x (0.25 um/px), tiles 20x (0.5). A 20x slide's tiles are 20x too:
+    scored. A 10x slide's "20x" tiles would be upsampled: refused, in its row, unless allowed."""
     _features(tmp_path / "f", "B1", 8, mpp=0.5)
-    proc = ghanet_in_process("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
-                      "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv")
-    line = error_line(proc)
-    assert "0.25" in line
-    names_item_and_fix(line, "slide B1 is scanned at 0.5 um/px", "set predict.allow_other_mpp: true")
-    assert not (tmp_path / "p.csv").exists()
-    ok = ghanet_in_process("predict", "--slide-sheet", _sheet(tmp_path, ["B1"]), "--models-dir", two_folds / "models/ghanet",
-                    "--features-dir", tmp_path / "f", "--out", tmp_path / "p.csv", "--allow-other-mpp")
-    assert ok.returncode == 0, ok.stderr
-    assert pd.read_csv(tmp_path / "p.csv").status.tolist() == ["ok"]
+    _features(tmp_path / "f", "B2", 8, mpp=1.0)
+    sheet = tmp_path / "sheet.csv"
+    pd.DataFrame({"slide_id": ["B1", "B2"], "case_id": ["20x", "10x"], "path": ["B1.tiff", "B2.tiff"]}).to_csv(
+        sheet, index=False)
+    args = ["predict", "--slide-sheet", sheet, "--models-dir", two_folds / "models/ghanet", "--features-dir",
+            tmp_path / "f", "--out", tmp_path / "p.csv"]
+    assert ghanet_in_process(*args).returncode == 0
+    rows = pd.read_csv(tmp_path / "p.csv").set_index("case_id")
+    assert rows.at["20x", "status"] == "ok" and rows.at["10x", "status"] == "failed" and np.isnan(rows.at["10x", "risk"])
+    names_item_and_fix(rows.at["10x", "reason"], "slide B2 is scanned at 1 um/px", "set predict.allow_other_mpp: true")
+    assert "0.5" in rows.at["10x", "reason"]
+    assert ghanet_in_process(*args, "--allow-other-mpp").returncode == 0
+    assert pd.read_csv(tmp_path / "p.csv").status.tolist() == ["ok", "ok"]
+
+
+def test_a_missing_feature_file_costs_only_its_patient(two_folds, tmp_path):
+    _features(tmp_path / "f", "G1", 8)
+    sheet = tmp_path / "sheet.csv"
+    pd.DataFrame({"slide_id": ["G1", "G2"], "case_id": ["here", "gone"], "path": ["G1.tiff", "G2.tiff"]}).to_csv(
+        sheet, index=False)
+    table = predict.run(sheet, two_folds / "models/ghanet", out_csv=tmp_path / "p.csv", features_dir=tmp_path / "f")
+    rows = table.set_index("case_id")
+    assert rows.at["here", "status"] == "ok" and rows.at["gone", "status"] == "failed"
+    assert "G2.h5 not found" in rows.at["gone", "reason"]
 
 
 @bad_input("model directory missing a fold")
@@ -92,9 +108,11 @@ def test_features_of_another_encoder_are_refused(two_folds, tmp_path):
     feats = np.zeros((4, DIM), np.float32)
     formats.write_features(tmp_path / "f/F1.h5", feats, np.zeros((4, 2), int), {},
                            {"encoder": "uni", "weights_sha256": "x", "patch_size": 256, "target_mpp": 0.5})
-    with pytest.raises(Exception, match="slide F1: features made with encoder = uni, the models with toy; process the slide with"):
-        predict.run(_sheet(tmp_path, ["F1"]), two_folds / "models/ghanet", out_csv=tmp_path / "p.csv",
-                    features_dir=tmp_path / "f")
+    table = predict.run(_sheet(tmp_path, ["F1"]), two_folds / "models/ghanet", out_csv=tmp_path / "p.csv",
+                        features_dir=tmp_path / "f")
+    assert table.status.tolist() == ["failed"]
+    names_item_and_fix(table.reason[0], "slide F1: features made with encoder = uni, the models with toy",
+                       "process the slide with")
 
 
 def test_one_real_slide_through_every_stage(tmp_path, demo_cohort):

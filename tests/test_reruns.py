@@ -41,7 +41,10 @@ TABLE = {
     "cohort.slide_sheet, cohort.clinical, cohort.signatures":  # the demo's own files, copied
         (("copies/slides.csv", "copies/clinical.csv", "copies/signatures.csv"), FROM_SPLITS),
     "cohort.default_mpp": (0.25, NOTHING),  # every slide has mpp in its file
-    "cohort.on_problem": ("exclude", NOTHING),  # decides only whether a problem stops the run
+    "cohort.on_problem": ("exclude", NOTHING),
+    "cohort.mpp_range": ([0.2, 5.0], FROM_SEGMENT),
+    "cohort.on_slide_error": ("skip", NOTHING),  # decides only whether a bad slide stops the run
+    "cohort.max_lost_fraction": (0.5, NOTHING),  # decides only whether a problem stops the run
     "demo.patients": (7, _everything(len(plan(7, 6)))),
     "demo.seed": (2, _everything(len(plan(6, 2)))),
     "demo.level0_mpp": (0.25, _everything(COHORT_SLIDES)),
@@ -57,6 +60,7 @@ TABLE = {
     "tile.patch_size": (224, FROM_TILE),
     "tile.mpp_tolerance": (0.1, FROM_TILE),
     "tile.min_coverage": (0.6, FROM_TILE),
+    "tile.max_ink_fraction": (0.2, FROM_TILE),
     "tile.on_empty": ("record", NOTHING),  # decides only whether an empty slide stops the run
     "extract.encoder": ("timm:resnet18", FROM_EXTRACT),  # into its own folder
     "extract.weights": ("random", FROM_EXTRACT),

@@ -54,7 +54,7 @@ def test_physical_size_on_a_finer_scan(demo_cohort, tmp_path):
     res, coords, attrs = _run(tmp_path, sheet.path[0], "fine", sheet_mpp=0.25)
     assert attrs["patch_size_level0"] == 512 and attrs["patch_level"] == 0 and attrs["read_size"] == 512
     # and at 1.0 mpp target, level 1 (4x downsample, 1.0 mpp) is read without resizing
-    params = dict(CFG["tile"], target_mpp=1.0, min_coverage=0.01)
+    params = dict(CFG["tile"], target_mpp=1.0, min_coverage=0.01, max_ink_fraction=1.0)  # 2 tiles, both inked
     res, coords, attrs = _run(tmp_path, sheet.path[0], "fine1", params=params, sheet_mpp=0.25)
     assert attrs["patch_level"] == 1 and attrs["read_size"] == 256 and attrs["patch_size_level0"] == 1024
 

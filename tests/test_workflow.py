@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CMU_SLIDE, TINY_DEMO, ghanet_in_process, snakemake
+from conftest import CMU_SLIDE, TINY_DEMO, error_line, ghanet_in_process, snakemake
 
 
 def _config(tmp_path, extra):
@@ -121,3 +121,48 @@ def test_predict_on_raw_slides_reproduces_the_evaluated_risk(tiny_run, tmp_path)
     row = pd.read_csv(tmp_path / "p.csv").set_index("case_id").loc[case]
     assert row.status == "ok" and row.n_tiles == risks.at[case, "n_patches"]
     assert row.risk_fold_1 == pytest.approx(risks.at[case, "risk"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_cohort_trains_on_the_slides_that_succeed(tmp_path):
+    """cohort.on_slide_error: skip: one unreadable slide and one missing file are recorded, not
+    fatal; slides.csv and the manifest are written, the patient left without a slide is excluded
+    and listed, every model trains on the rest, and the report builds."""
+    from ghanet_pipeline import demo
+
+    clinical, signatures = demo.clinical_table(10, 0)
+    clinical.to_csv(tmp_path / "clinical.csv", index=False)
+    signatures.to_csv(tmp_path / "signatures.csv", index=False)
+    (tmp_path / "broken.svs").write_text("not a slide")
+    paths = {sid: str(CMU_SLIDE) for sid in clinical.slide_id}
+    lone = clinical.groupby("case_id").slide_id.count().pipe(lambda n: n[n == 1].index)
+    broken = clinical[clinical.case_id == lone[0]].slide_id.iloc[0]  # that patient's only slide
+    gone = clinical[clinical.case_id == lone[1]].slide_id.iloc[0]
+    paths[broken], paths[gone] = str(tmp_path / "broken.svs"), str(tmp_path / "gone.svs")
+    pd.DataFrame({"slide_id": list(paths), "case_id": clinical.set_index("slide_id").loc[list(paths)].case_id,
+                  "path": list(paths.values())}).to_csv(tmp_path / "slides.csv", index=False)
+    cfg = _config(tmp_path, {
+        "cohort": {"slide_sheet": "slides.csv", "clinical": "clinical.csv", "signatures": "signatures.csv",
+                   "on_slide_error": "skip", "max_lost_fraction": 0.2},
+        "splits": {"folds": 2}, "labels": {"n_bins": 2}, "train": {"epochs": 1, "grad_accum": 2},
+        "evaluate": {"heatmaps": False}})
+    proc = snakemake(tmp_path, configfile=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    slides = pd.read_csv(tmp_path / "results/report/slides.csv").set_index("slide_id")
+    assert slides.at[broken, "status"] == "failed" and "not a whole-slide image" in slides.at[broken, "reason"]
+    assert slides.at[gone, "status"] == "failed" and "file not found" in slides.at[gone, "reason"]
+    assert (slides.drop([broken, gone]).status == "ok").all()
+    manifest = pd.read_csv(tmp_path / "results/features/efficientnet_lite0/manifest.csv").set_index("slide_id")
+    assert manifest.at[broken, "status"] == "failed" and manifest.at[broken, "n_tiles"] == 0
+    failures = pd.read_csv(tmp_path / "results/report/failures.csv")
+    assert {broken, gone} <= set(failures.item)
+    excluded = failures[(failures.stage == "train") & (failures.status == "excluded")]
+    assert lone[0] in set(excluded.item) and "no usable slide" in excluded.set_index("item").at[lone[0], "reason"]
+    table = pd.read_csv(tmp_path / "results/evaluate/comparison.csv")
+    assert sorted(table.model) == ["abmil", "ghanet", "snn"]
+    assert snakemake(tmp_path, "--report", "report.html", configfile=cfg).returncode == 0
+    # the run stops instead when more of the cohort is lost than cohort.max_lost_fraction
+    line = error_line(ghanet_in_process("feature-manifest", "--features",
+                                        *sorted((tmp_path / "results/features/efficientnet_lite0").glob("*.h5")),
+                                        "--out", tmp_path / "m.csv", "--max-lost-fraction", "0.1"))
+    assert f"2 of {len(paths)} slides failed" in line and "raise cohort.max_lost_fraction" in line

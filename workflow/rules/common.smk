@@ -73,13 +73,15 @@ def slide_input(wildcards):
 # Each config key a rule's outputs depend on is its own short param ('train.epochs=20'): editing a
 # key reruns exactly the rules listed for it here (and what consumes their outputs), and the rerun
 # reason names the key. Keys missing on purpose: train.models, extract.write_pt, evaluate.heatmaps
-# and predict.heatmaps add or drop jobs; cohort.on_problem and tile.on_empty only decide whether a
-# bad item stops the run, which no existing result depends on (a job that failed runs again anyway);
+# and predict.heatmaps add or drop jobs; cohort.on_problem, cohort.on_slide_error,
+# cohort.max_lost_fraction and tile.on_empty only decide whether a bad item stops the run, which no
+# existing result depends on (a job that failed runs again anyway);
 # runtime knobs (threads, batch size, readers, device) are resources.
 DEPENDS = {
     "demo_cohort": ["demo.*"],
-    "segment": ["segment.*"],
-    "tile": ["tile.target_mpp", "tile.patch_size", "tile.mpp_tolerance", "tile.min_coverage"],
+    "segment": ["segment.*", "cohort.mpp_range"],
+    "tile": ["tile.target_mpp", "tile.patch_size", "tile.mpp_tolerance", "tile.min_coverage",
+             "tile.max_ink_fraction"],
     "extract": ["extract.encoder", "extract.weights", "extract.precision", "extract.channels_last"],
     "splits": ["splits.*", "labels.n_bins"],
     "genes": ["genes.*", "labels.*"],
@@ -159,6 +161,16 @@ def mpp_args(wildcards):
     if last.get("mpp_source") == "file":
         default = last.get("default_mpp_given")
     return "" if default is None else f"--default-mpp {default}"
+
+
+def mpp_range_args(wildcards, input):
+    return "--mpp-range {} {}".format(*config["cohort"]["mpp_range"])  # recorded as cohort.mpp_range
+
+
+def on_error(wildcards, input):
+    """--on-error for the slide stages: whether a bad slide fails its job or is recorded as failed
+    (cohort.on_slide_error). Derived: it decides whether the run stops, no result depends on it."""
+    return f"--on-error {config['cohort']['on_slide_error']}"
 
 
 def tile_section(wildcards, input):

@@ -11,6 +11,7 @@ rule extract:
     params:
         **depends_on("extract"),
         slide=slide_path,
+        on_error=on_error,
         section=section_json("extract"),
     conda:
         "../../envs/deep-learning.yaml"
@@ -25,7 +26,7 @@ rule extract:
         loader_workers=1,
         device="auto",
     shell:
-        "python -m ghanet_pipeline extract --slide {params.slide:q} --slide-id {wildcards.slide:q}"
+        "python -m ghanet_pipeline extract --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.on_error}"
         " --coords {input.coords:q} --params {params.section:q} --features {output.features:q}"
         " --device {resources.device} --gpus {resources.gpu} --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
         " 2> {log:q}"
@@ -55,6 +56,9 @@ rule feature_manifest:
         [f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES],
     output:
         f"{FEATURES_DIR}/manifest.csv",
+    params:
+        # derived: decides only whether the run stops (with cohort.on_slide_error: skip)
+        max_lost=lambda wc, input: config["cohort"]["max_lost_fraction"],
     conda:
         "../../envs/deep-learning.yaml"
     log:
@@ -62,4 +66,5 @@ rule feature_manifest:
     benchmark:
         f"{RESULTS}/benchmarks/feature_manifest.tsv"
     shell:
-        "python -m ghanet_pipeline feature-manifest --features {input:q} --out {output:q} 2> {log:q}"
+        "python -m ghanet_pipeline feature-manifest --features {input:q} --out {output:q}"
+        " --max-lost-fraction {params.max_lost} 2> {log:q}"

@@ -12,7 +12,9 @@ rule segment:
     params:
         **depends_on("segment"),
         slide=slide_path,
+        on_error=on_error,
         mpp=mpp_args,
+        mpp_range=mpp_range_args,
         section=section_json("segment"),
     conda:
         "../../envs/slides.yaml"
@@ -22,6 +24,6 @@ rule segment:
         f"{RESULTS}/benchmarks/segment/{{slide}}.tsv"
     threads: 1
     shell:
-        "python -m ghanet_pipeline segment --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.mpp}"
+        "python -m ghanet_pipeline segment --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.on_error} {params.mpp} {params.mpp_range}"
         " --params {params.section:q} --geojson {output.geojson:q} --qc {output.qc:q}"
         " --stats {output.stats:q} 2> {log:q}"

@@ -13,6 +13,7 @@ rule tile:
     params:
         **depends_on("tile"),
         slide=slide_path,
+        on_error=on_error,
         section=tile_section,
     conda:
         "../../envs/slides.yaml"
@@ -22,6 +23,6 @@ rule tile:
         f"{RESULTS}/benchmarks/tile/{{slide}}.tsv"
     threads: 1
     shell:
-        "python -m ghanet_pipeline tile --slide {params.slide:q} --slide-id {wildcards.slide:q}"
+        "python -m ghanet_pipeline tile --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.on_error}"
         " --contours {input.contours:q} --segment-stats {input.stats:q} --params {params.section:q} --coords {output.coords:q}"
         " --qc {output.qc:q} 2> {log:q}"

@@ -15,6 +15,7 @@ rule train:
         risks=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/risks.csv",
         recon=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/reconstruction.csv",
         history=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/train_log.csv",
+        excluded=f"{MODELS_DIR}/{{model}}/fold_{{fold}}/excluded.csv",
         curve=report(f"{MODELS_DIR}/{{model}}/fold_{{fold}}/loss.png", caption="../report/loss.rst",
                      category="Training", subcategory="{model}", labels={"model": "{model}", "fold": "{fold}"}),
     params:
