@@ -122,7 +122,18 @@ def _faint_pieces(sat: np.ndarray, tissue: np.ndarray, pen: np.ndarray, threshol
     strong = np.bincount(labels.ravel(), weights=tissue.ravel().astype(np.float64), minlength=n)
     keep = strong < FAINT_MAX_STRONG * np.maximum(size, 1)
     keep[0] = False
-    return keep[labels]
+    pieces = keep[labels]
+    if not pieces.any():
+        return pieces
+    # each faint piece outlined by its own Otsu split against the glass around it, as the
+    # well-stained tissue is by the slide's, so a faded piece is not outlined more generously
+    out = np.zeros_like(pieces)
+    n2, regions = cv2.connectedComponents(cv2.dilate(pieces.astype(np.uint8), np.ones((15, 15), np.uint8)))
+    for i in range(1, n2):
+        region = regions == i
+        split = max(_otsu(sat[region]), low)
+        out |= region & pieces & (sat > split)
+    return out
 
 
 def _otsu(values: np.ndarray) -> float:

@@ -5,8 +5,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 
-from conftest import bad_input, error_line, ghanet_in_process, names_item_and_fix
+from conftest import CMU_SLIDE, bad_input, error_line, ghanet_in_process, names_item_and_fix
 from ghanet_pipeline import features, formats, predict
 from test_train import DIM, make_fold, train_once
 
@@ -150,3 +151,21 @@ def test_one_real_slide_through_every_stage(tmp_path, demo_cohort):
     assert res["risk"] == pytest.approx((res["risk_fold_0"] + res["risk_fold_1"]) / 2)
     for name in ("heatmap", "top_tiles"):
         assert (tmp_path / f"heat/{slide.slide_id}.{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_slide_header_is_checked_before_anything_is_extracted(two_folds, tmp_path):
+    """The raw-slide path: a 72 dpi export and a 2 um/px scan are refused in their own rows before
+    extraction (the models' tiles show 0.5 um/px); the real 20x CMU slide passes."""
+    from ghanet_pipeline.demo import write_pyramid
+
+    img = np.full((1024, 1024, 3), 235, np.uint8)
+    tifffile.imwrite(tmp_path / "dpi72.tif", img, tile=(256, 256), photometric="rgb", resolution=(72, 72),
+                     resolutionunit="INCH")
+    write_pyramid(tmp_path / "coarse.tiff", img, 2.0)
+    sheet = pd.DataFrame({"slide_id": ["ok", "dpi72", "coarse"], "case_id": ["a", "b", "c"],
+                          "path": [str(CMU_SLIDE), str(tmp_path / "dpi72.tif"), str(tmp_path / "coarse.tiff")],
+                          "mpp": [None, None, None]})
+    ckpt = predict.load_models(two_folds / "models/ghanet")[0]
+    failed = predict.precheck(sheet, ckpt, allow_other_mpp=False)
+    assert sorted(failed) == ["coarse", "dpi72"]
+    assert "72 dpi" in failed["dpi72"] and "allow_other_mpp" in failed["coarse"]
