@@ -6,6 +6,12 @@ inside the held-out follow-up). Risk groups use cut-offs fixed on each fold's tr
 (median, or tertiles); Kaplan-Meier curves of the pooled held-out patients per group with a
 log-rank test (lifelines). For G-HANet, how well each gene family's selected features are
 reconstructed from the held-out slides (Pearson r over patients x features).
+
+Uncertainty: the C-index's 95% interval is a bootstrap of the statistic the table reports (the
+mean over folds of each held-out fold's C-index), with patients resampled within each fold; each
+pair of models is compared on the patients both scored, with the same resamples for both (a
+paired bootstrap of the difference: its 95% interval and a two-sided bootstrap p-value). The
+hazard ratio of high vs low risk comes from a Cox model on the group (lifelines).
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import plots
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import GROUPS, cutoffs_from, risk_group
+
+BOOTSTRAP, BOOTSTRAP_SEED = 1000, 0  # resamples of the C-index intervals, and their seed
 
 log = logging.getLogger("ghanet.evaluate")
 
@@ -28,10 +37,15 @@ def c_index(time, event, risk) -> float:
     """Harrell's C (higher risk = earlier event); NaN where no pair is comparable."""
     from sksurv.metrics import concordance_index_censored
 
+    from sksurv.exceptions import NoComparablePairException
+
     event = np.asarray(event, bool)
     if not event.any():
         return float("nan")
-    return float(concordance_index_censored(event, np.asarray(time, float), np.asarray(risk, float))[0])
+    try:
+        return float(concordance_index_censored(event, np.asarray(time, float), np.asarray(risk, float))[0])
+    except NoComparablePairException:  # a bootstrap resample of a tiny fold, say
+        return float("nan")
 
 
 def td_auc(train: pd.DataFrame, val: pd.DataFrame) -> float:
@@ -56,6 +70,93 @@ def td_auc(train: pd.DataFrame, val: pd.DataFrame) -> float:
     except ValueError:  # e.g. no case/control pair at any time: nothing to estimate
         return float("nan")
     return float(mean_auc)
+
+
+def fold_mean_c_index(folds: list[pd.DataFrame], col: str = "risk") -> float:
+    """The mean over folds of each fold's C-index (folds without an event are left out)."""
+    cs = [c_index(f.survival_months, f.censorship.eq(0), f[col]) for f in folds]
+    cs = [c for c in cs if not np.isnan(c)]
+    return float(np.mean(cs)) if cs else float("nan")
+
+
+def bootstrap_c_index(folds: list[pd.DataFrame], cols: list[str], n: int = BOOTSTRAP,
+                      seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """n x len(cols) bootstrap replicates of fold_mean_c_index for each risk column, the patients
+    of each fold resampled with replacement; draw order: for each replicate, fold by fold,
+    `rng.integers(0, n_fold, n_fold)`. The same resamples serve every column (paired)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, len(cols)))
+    with warnings.catch_warnings():  # a resample of a tiny fold may have no comparable pair: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for b in range(n):
+            drawn = [f.iloc[rng.integers(0, len(f), len(f))] for f in folds]
+            out[b] = [fold_mean_c_index(drawn, col) for col in cols]
+    return out
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    values = values[~np.isnan(values)]
+    return tuple(np.percentile(values, [2.5, 97.5])) if len(values) else (np.nan, np.nan)
+
+
+def paired_p(diff: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of a difference being zero: twice the smaller tail."""
+    diff = diff[~np.isnan(diff)]
+    if not len(diff):
+        return float("nan")
+    return float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
+
+
+def hazard_ratio(o: pd.DataFrame) -> tuple[float, float, float]:
+    """Hazard ratio of the high vs the low risk group (Cox model on the group), with its 95% CI."""
+    from lifelines import CoxPHFitter
+
+    two = o[o.group.isin(["low", "high"])]
+    if two.group.nunique() < 2 or two.censorship.eq(0).sum() < 2:
+        return (np.nan, np.nan, np.nan)
+    df = pd.DataFrame({"T": two.survival_months, "E": two.censorship.eq(0).astype(int),
+                       "high": two.group.eq("high").astype(int)})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cph = CoxPHFitter().fit(df, "T", "E")
+    except Exception:  # noqa: BLE001 - no convergence (perfect separation on a tiny cohort): no estimate
+        return (np.nan, np.nan, np.nan)
+    ci = np.exp(cph.confidence_intervals_.loc["high"].to_numpy())
+    hr = float(np.exp(cph.params_["high"]))
+    if not (np.isfinite(ci).all() and ci[0] > 0 and 1e-3 < hr < 1e3):  # separated groups: no estimate
+        return (np.nan, np.nan, np.nan)
+    return hr, float(ci[0]), float(ci[1])
+
+
+def _by_fold(oof: pd.DataFrame, model: str) -> list[pd.DataFrame]:
+    o = oof[oof.model == model]
+    return [g.set_index("case_id") for _, g in o.groupby("fold", sort=True)]
+
+
+def comparisons(oof: pd.DataFrame, models: list[str]) -> dict[str, dict]:
+    """Per model: its C-index interval; per pair: the paired difference on the patients both scored."""
+    rows = {m: {} for m in models}
+    for m in models:
+        lo, hi = _interval(bootstrap_c_index(_by_fold(oof, m), ["risk"])[:, 0])
+        rows[m].update(c_index_ci_low=lo, c_index_ci_high=hi)
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            folds = []
+            for fa, fb in zip(_by_fold(oof, a), _by_fold(oof, b)):
+                both = fa.index.intersection(fb.index)
+                folds.append(fa.loc[both, ["survival_months", "censorship"]].assign(
+                    a=fa.loc[both, "risk"], b=fb.loc[both, "risk"]))
+            reps = bootstrap_c_index(folds, ["a", "b"])
+            diff = reps[:, 0] - reps[:, 1]
+            point = fold_mean_c_index(folds, "a") - fold_mean_c_index(folds, "b")
+            lo, hi = _interval(diff)
+            n = sum(len(f) for f in folds)
+            for x, y, sign in ((a, b, 1), (b, a, -1)):
+                rows[x].update({f"diff_vs_{y}": sign * point, f"diff_vs_{y}_ci_low": sign * (lo if sign > 0 else hi),
+                                f"diff_vs_{y}_ci_high": sign * (hi if sign > 0 else lo),
+                                f"diff_vs_{y}_p": paired_p(diff), f"n_paired_vs_{y}": n})
+    return rows
 
 
 def evaluate(risks: dict[tuple[str, int], pd.DataFrame], recons: dict[tuple[str, int], pd.DataFrame],
@@ -85,54 +186,62 @@ def evaluate(risks: dict[tuple[str, int], pd.DataFrame], recons: dict[tuple[str,
     recon_df = pd.DataFrame(recon_rows, columns=["model", "fold", "family", "n_values", "pearson_r"])
 
     summary = []
+    paired = comparisons(oof_df, list(dict.fromkeys(folds.model)))
     for model, f in folds.groupby("model", sort=False):
         o = oof_df[oof_df.model == model]
         present = o.group.nunique()
         p = (multivariate_logrank_test(o.survival_months, o.group, o.censorship.eq(0)).p_value
              if present > 1 else np.nan)
+        hr, hr_lo, hr_hi = hazard_ratio(o)
         row = {"model": model, "folds": len(f), "c_index_mean": f.c_index.mean(),
-               "c_index_sd": f.c_index.std(ddof=1), "td_auc_mean": f.td_auc.mean(),
-               "logrank_p": p, "n_patients": len(o),
-               **{f"n_{g}": int((o.group == g).sum()) for g in GROUPS[scheme]}}
+               "c_index_sd": f.c_index.std(ddof=1), **paired[model], "td_auc_mean": f.td_auc.mean(),
+               "logrank_p": p, "hr_high_vs_low": hr, "hr_ci_low": hr_lo, "hr_ci_high": hr_hi,
+               "n_patients": len(o), **{f"n_{g}": int((o.group == g).sum()) for g in GROUPS[scheme]}}
         rr = recon_df[recon_df.model == model]
         for family, g in rr.groupby("family", sort=False):
             row[f"recon_r_{family}"] = g.pearson_r.mean()
         summary.append(row)
-    return {"comparison": pd.DataFrame(summary), "folds": folds, "oof": oof_df, "reconstruction": recon_df}
+    comparison = pd.DataFrame(summary)
+    paired_col = lambda c: c.startswith(("diff_vs_", "n_paired_vs_"))  # noqa: E731
+    pair_cols = [c for m in comparison.model for c in comparison.columns
+                 if paired_col(c) and (c.endswith(f"_vs_{m}") or f"_vs_{m}_" in c)]
+    comparison = comparison[[c for c in comparison.columns if not paired_col(c)] + pair_cols]
+    return {"comparison": comparison, "folds": folds, "oof": oof_df, "reconstruction": recon_df}
 
 
 def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Per model: Kaplan-Meier curves of the held-out patients by risk group, with censor ticks,
+    95% bands and the numbers at risk under the axis; the log-rank p and the hazard ratio."""
     from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
 
+    plt = plots.pyplot()
     models = list(dict.fromkeys(oof.model))
-    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5.2), squeeze=False)
+    table = comparison.set_index("model")
     for ax, model in zip(axes[0], models):
         o = oof[oof.model == model]
+        fitted = []
         for g in GROUPS[scheme]:
             sub = o[o.group == g]
             if len(sub):
-                KaplanMeierFitter(label=f"{g} risk (n={len(sub)})").fit(
-                    sub.survival_months, sub.censorship.eq(0)).plot_survival_function(ax=ax, ci_show=False)
-        p = comparison.set_index("model").at[model, "logrank_p"]
-        ax.set(title=f"{model}: log-rank p = {p:.3g}", xlabel="months", ylabel="survival probability",
-               ylim=(0, 1.05))
+                km = KaplanMeierFitter(label=f"{g} risk").fit(sub.survival_months, sub.censorship.eq(0))
+                km.plot_survival_function(ax=ax, ci_show=True, show_censors=True, censor_styles={"ms": 5})
+                fitted.append(km)
+        if fitted:
+            add_at_risk_counts(*fitted, ax=ax, rows_to_show=["At risk"])
+        r = table.loc[model]
+        hr = (f"HR high vs low {r.hr_high_vs_low:.2f} ({r.hr_ci_low:.2f}-{r.hr_ci_high:.2f})"
+              if np.isfinite(r.hr_high_vs_low) else "HR not estimable")
+        ax.set(title=f"{model}: log-rank p = {r.logrank_p:.3g}\n{hr}", xlabel="months",
+               ylabel="survival probability", ylim=(0, 1.05))
     fig.suptitle("Held-out patients by predicted risk (cut-offs from each fold's training patients)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    plots.save_png(fig, path)
 
 
 def plot_c_index(folds: pd.DataFrame, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     models = list(dict.fromkeys(folds.model))
     fig, ax = plt.subplots(figsize=(1.8 * len(models) + 2, 4))
     for i, model in enumerate(models):
@@ -141,12 +250,46 @@ def plot_c_index(folds: pd.DataFrame, path) -> None:
         ax.errorbar(i + 0.25, c.mean(), yerr=c.std(ddof=1) if len(c) > 1 else 0, fmt="D", color="C3",
                     capsize=4, zorder=4)
     ax.axhline(0.5, ls="--", color="0.6")
+    spread = folds.groupby("model").c_index.agg(["mean", "std"]).fillna(0)
+    lo, hi = min(0.0, (spread["mean"] - spread["std"]).min() - 0.05), max(1.0, (spread["mean"] + spread["std"]).max() + 0.05)
     ax.set(xticks=range(len(models)), xticklabels=models, ylabel="C-index (held-out fold)",
-           title="C-index per fold (dots) and mean +- sd", ylim=(0, 1))
+           title="C-index per fold (dots) and mean +- sd", ylim=(lo, hi))  # nothing runs off the axis
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    plots.save_png(fig, path)
+
+
+def plot_forest(comparison: pd.DataFrame, path) -> None:
+    """Each model's C-index with its bootstrap 95% interval, and each pair's paired difference."""
+    plt = plots.pyplot()
+    models = list(comparison.model)
+    pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 1.4 + 0.55 * max(len(models), len(pairs), 1)),
+                             gridspec_kw={"width_ratios": [1, 1.2]})
+    t = comparison.set_index("model")
+    for y, m in enumerate(models):
+        r = t.loc[m]
+        axes[0].errorbar(r.c_index_mean, y, xerr=[[r.c_index_mean - r.c_index_ci_low], [r.c_index_ci_high - r.c_index_mean]],
+                         fmt="s", color="C0", capsize=4)
+        axes[0].text(1.02, y, f"{r.c_index_mean:.3f} [{r.c_index_ci_low:.3f}, {r.c_index_ci_high:.3f}]",
+                     va="center", fontsize=8, transform=axes[0].get_yaxis_transform())
+    axes[0].axvline(0.5, ls="--", color="0.6")
+    axes[0].set(yticks=range(len(models)), yticklabels=models, xlabel="C-index (mean over folds), 95% CI",
+                xlim=(0, 1), ylim=(-0.6, len(models) - 0.4))
+    axes[0].invert_yaxis()
+    for y, (a, b) in enumerate(pairs):
+        r = t.loc[a]
+        d, lo, hi, p = r[f"diff_vs_{b}"], r[f"diff_vs_{b}_ci_low"], r[f"diff_vs_{b}_ci_high"], r[f"diff_vs_{b}_p"]
+        axes[1].errorbar(d, y, xerr=[[d - lo], [hi - d]], fmt="o", color="C3", capsize=4)
+        axes[1].text(1.02, y, f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}], p = {p:.2g}", va="center", fontsize=8,
+                     transform=axes[1].get_yaxis_transform())
+    axes[1].axvline(0, ls="--", color="0.6")
+    axes[1].set(yticks=range(len(pairs)), yticklabels=[f"{a} - {b}" for a, b in pairs],
+                xlabel="paired difference in C-index, 95% CI", ylim=(-0.6, max(len(pairs), 1) - 0.4))
+    axes[1].invert_yaxis()
+    fig.suptitle(f"Out-of-fold C-index: bootstrap over patients ({BOOTSTRAP} resamples within folds)")
+    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.75, right=0.8)  # room for the numbers right of each panel
+    plots.save_png(fig, path)
 
 
 def run(model_dirs: list[str], params: dict, *, out_dir) -> pd.DataFrame:
@@ -168,6 +311,7 @@ def run(model_dirs: list[str], params: dict, *, out_dir) -> pd.DataFrame:
             res[name].to_csv(tmp, index=False)
     plot_km(res["oof"], params["risk_groups"], res["comparison"], out / "km.png")
     plot_c_index(res["folds"], out / "c_index.png")
+    plot_forest(res["comparison"], out / "forest.png")
     for _, row in res["comparison"].iterrows():
         log.info("%s: C-index %.3f +- %.3f over %d folds, log-rank p %.3g", row.model, row.c_index_mean,
                  row.c_index_sd, row.folds, row.logrank_p)

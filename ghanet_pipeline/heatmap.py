@@ -4,7 +4,9 @@ Two PNGs per slide: the morphology attention (the gated-attention weights E1) an
 family's attention (softmax over patches of the CAB's head-mean attention logits, the full map the
 top-k genome-informed weights are cut from) overlaid on the thumbnail with a colour bar; and a
 montage of each family's top-k tiles. Values are shown as percentiles within the slide, so maps
-of bags of different sizes read alike.
+of bags of different sizes read alike. The raw scores of every tile are exported too, as a CSV and
+as GeoJSON that QuPath opens (one detection per tile, a measurement per map), so the attended
+regions can be checked on the slide at full resolution.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import wsi
-from .io import atomic_path
+from . import plots, wsi
 
 THUMB_PX = 1024  # long side of the thumbnail
 
@@ -43,10 +44,7 @@ def _thumbnail(slide, slide_id, path):
 def render(slide_path, slide_id: str, coords: np.ndarray, patch_size_level0: int, maps: dict[str, np.ndarray],
            out_png, title: str = "") -> None:
     """One panel per map: attention percentile over the thumbnail, tiles outside tissue left clear."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     slide = wsi.open_slide(slide_path, slide_id)
     try:
@@ -73,19 +71,14 @@ def render(slide_path, slide_id: str, coords: np.ndarray, patch_size_level0: int
         ax.axis("off")
     fig.suptitle(title or slide_id)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    plots.save_png(fig, out_png, dpi=90)
 
 
 def montage(slide_path, slide_id: str, coords: np.ndarray, coords_attrs: dict, maps: dict[str, np.ndarray],
             out_png, k: int = 8, tile_px: int = 96) -> None:
     """Each map's k highest-attention tiles, one row per map."""
     import cv2
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     level = int(coords_attrs["patch_level"])
     size = int(coords_attrs.get("read_size") or coords_attrs["patch_size"])
@@ -106,9 +99,37 @@ def montage(slide_path, slide_id: str, coords: np.ndarray, coords_attrs: dict, m
     ax.set_xticks([(c + 0.5) * tile_px for c in range(k)], [f"#{c + 1}" for c in range(k)], fontsize=8)
     ax.set_title(f"{slide_id}: top-{k} tiles per attention map")
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    plots.save_png(fig, out_png, dpi=90)
+
+
+def export_tiles(slide_id: str, coords: np.ndarray, ps0: int, maps: dict[str, np.ndarray], out_dir) -> list[str]:
+    """`<slide>.attention.csv` (tile x, y, size in level-0 px and each map's raw score and
+    within-slide percentile) and `<slide>.attention.geojson` (one QuPath detection per tile)."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from .io import atomic_path
+
+    out = Path(out_dir)
+    names = list(maps)
+    pct = {n: _percentile(np.asarray(v, float)) for n, v in maps.items()}
+    csv_path, geo_path = out / f"{slide_id}.attention.csv", out / f"{slide_id}.attention.geojson"
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["slide_id", "x", "y", "size_level0", *names, *(f"{n}_percentile" for n in names)])
+        for i, (x, y) in enumerate(np.asarray(coords)):
+            w.writerow([slide_id, int(x), int(y), ps0, *(f"{float(maps[n][i]):.6g}" for n in names),
+                        *(f"{float(pct[n][i]):.4f}" for n in names)])
+    features = []
+    for i, (x, y) in enumerate(np.asarray(coords).tolist()):
+        ring = [[x, y], [x + ps0, y], [x + ps0, y + ps0], [x, y + ps0], [x, y]]
+        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                         "properties": {"objectType": "detection", "name": f"tile {i}",
+                                        "measurements": {n: float(maps[n][i]) for n in names}}})
+    with atomic_path(geo_path) as tmp:
+        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return [str(csv_path), str(geo_path)]
 
 
 def render_patient(modules: list, family_names: list[str], slides: list[dict], out_dir, k: int = 8) -> list[str]:
@@ -134,4 +155,5 @@ def render_patient(modules: list, family_names: list[str], slides: list[dict], o
                title=f"{s['slide_id']} ({len(modules)} model{'s' if len(modules) > 1 else ''})")
         montage(s["path"], s["slide_id"], s["coords"], s["attrs"], part, out / f"{s['slide_id']}.top_tiles.png", k=k)
         written += [str(out / f"{s['slide_id']}.heatmap.png"), str(out / f"{s['slide_id']}.top_tiles.png")]
+        written += export_tiles(s["slide_id"], s["coords"], ps0, part, out)
     return written

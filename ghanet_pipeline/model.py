@@ -192,7 +192,8 @@ class ABMIL(nn.Module):
 
 
 class SNN(nn.Module):
-    """Baseline, genomics only: self-normalising network (Klambauer et al. 2017) as in MCAT."""
+    """Baseline, genomics only: a two-layer self-normalising network (Klambauer et al. 2017) on the
+    fold's selected features; MCAT's SNN baseline has the same blocks but takes all omics."""
 
     def __init__(self, in_dim: int, dim: int = 256, n_bins: int = 4, dropout: float = 0.25):
         super().__init__()

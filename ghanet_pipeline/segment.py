@@ -169,6 +169,28 @@ def _ring(contour: np.ndarray, scale: np.ndarray, size0) -> list[list[float]]:
     return ring + [ring[0]]
 
 
+QC_PX = 1024  # long side of the QC image: readable whatever the slide's size
+
+
+def _qc_image(slide, rgb: np.ndarray, features: list[dict], slide_id: str, slide_path) -> np.ndarray:
+    """The slide at QC_PX on its long side with the tissue outlines (green), holes (blue) and ink
+    (magenta): from the segmentation image when it is large enough, else read anew."""
+    w0 = slide.dimensions[0]
+    size = wsi.thumbnail_size(slide, QC_PX)
+    if max(rgb.shape[:2]) >= QC_PX:
+        qc = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    else:
+        qc = wsi.read_rgb_at(slide, size, slide_id, slide_path)
+    f = qc.shape[1] / w0
+    width = max(2, qc.shape[1] // 400)
+    for feat in features:
+        rings = [np.round(np.asarray(r) * f).astype(np.int32) for r in feat["geometry"]["coordinates"]]
+        ink = feat["properties"]["classification"]["name"] == "Pen"
+        cv2.polylines(qc, rings[:1], True, (200, 0, 200) if ink else (0, 160, 0), width)
+        cv2.polylines(qc, rings[1:], True, (0, 0, 255), max(1, width // 2))
+    return qc
+
+
 def record_failure(slide_id: str, reason: str, *, geojson: str, qc_png: str, stats_json: str) -> None:
     """cohort.on_slide_error: skip: outputs that say the slide failed, and why; the later stages
     pass it on and the slide report lists it."""
@@ -231,11 +253,7 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
         "level0_size": [w0, h0],
     }
 
-    qc = rgb.copy()
-    for c, holes, _ in result["pieces"]:
-        cv2.drawContours(qc, [c // TRACE_UPSAMPLE], -1, (0, 160, 0), max(1, qc.shape[1] // 400))
-        cv2.drawContours(qc, [h // TRACE_UPSAMPLE for h in holes], -1, (0, 0, 255),
-                         max(1, qc.shape[1] // 600))
+    qc = _qc_image(slide, rgb, features, slide_id, slide_path)
     formats.write_contours(geojson, features)
     with atomic_path(qc_png) as tmp:
         formats.write_png(tmp, qc)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, devices, features, splits
+from . import __version__, devices, features, plots, splits
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import cutoffs_from
@@ -251,7 +251,8 @@ def fit(model_name: str, fold: Fold, inputs: Inputs, params: dict, model_params:
             survs.append(surv.item())
             recons.append(recon)
             seen += 1
-            # the official accumulation: a step every `accum` patients, counted across epochs
+            # a step every `accum` patients, counted across epochs (the official code counts within
+            # each epoch and drops the last partial window: a deviation, see the schema)
             if seen % accum == 0:
                 opt.step()
                 opt.zero_grad()
@@ -304,11 +305,7 @@ def score(model, model_name: str, fold: Fold, inputs: Inputs, ids: list[str]) ->
 
 
 def plot_history(history: pd.DataFrame, title: str, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     recon_cols = [c for c in history.columns if c.startswith("recon_")]
     fig, axes = plt.subplots(1, 2 if recon_cols else 1, figsize=(11 if recon_cols else 6, 4), squeeze=False)
     ax = axes[0, 0]
@@ -325,9 +322,7 @@ def plot_history(history: pd.DataFrame, title: str, path) -> None:
         ax.set(xlabel="epoch", ylabel="(1 - cos)^3 + MSE", title="reconstruction per gene family")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    plots.save_png(fig, path)
 
 
 def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json, scaler_csv,

@@ -151,6 +151,22 @@ def test_one_real_slide_through_every_stage(tmp_path, demo_cohort):
     assert res["risk"] == pytest.approx((res["risk_fold_0"] + res["risk_fold_1"]) / 2)
     for name in ("heatmap", "top_tiles"):
         assert (tmp_path / f"heat/{slide.slide_id}.{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # every tile's scores, as a table and as QuPath detections with one measurement per map
+    import json
+
+    table = pd.read_csv(tmp_path / f"heat/{slide.slide_id}.attention.csv")
+    families = list(predict.load_models(root / "models/ghanet")[0]["families"])
+    assert len(table) == len(real) and {"morphology", *families} <= set(table.columns)
+    assert table.morphology_percentile.between(0, 1).all()
+    doc = json.loads((tmp_path / f"heat/{slide.slide_id}.attention.geojson").read_text())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == len(real)
+    for feat, row in zip(doc["features"], table.itertuples()):
+        ring = feat["geometry"]["coordinates"][0]
+        assert feat["type"] == "Feature" and feat["geometry"]["type"] == "Polygon" and ring[0] == ring[-1]
+        assert ring[0] == [row.x, row.y] and ring[2] == [row.x + row.size_level0, row.y + row.size_level0]
+        assert feat["properties"]["objectType"] == "detection"
+        assert set(feat["properties"]["measurements"]) == {"morphology", *families}
+        assert feat["properties"]["measurements"]["morphology"] == pytest.approx(row.morphology, rel=1e-5)
 
 
 def test_every_slide_header_is_checked_before_anything_is_extracted(two_folds, tmp_path):

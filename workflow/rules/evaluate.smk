@@ -13,6 +13,7 @@ rule evaluate:
         recon=f"{EVAL_DIR}/reconstruction.csv",
         km=report(f"{EVAL_DIR}/km.png", caption="../report/km.rst", category="Survival"),
         c_index=report(f"{EVAL_DIR}/c_index.png", caption="../report/c_index.rst", category="Model comparison"),
+        forest=report(f"{EVAL_DIR}/forest.png", caption="../report/forest.rst", category="Model comparison"),
     params:
         **depends_on("evaluate"),
         sections=sections_json(evaluate={"risk_groups": config["evaluate"]["risk_groups"]}),
