@@ -140,6 +140,11 @@ def comparisons(oof: pd.DataFrame, models: list[str]) -> dict[str, dict]:
     for m in models:
         lo, hi = _interval(bootstrap_c_index(_by_fold(oof, m), ["risk"])[:, 0])
         rows[m].update(c_index_ci_low=lo, c_index_ci_high=hi)
+    # the same figure on the patients every model scored (models may leave different patients out)
+    common = set.intersection(*(set(oof.loc[oof.model == m, "case_id"]) for m in models)) if models else set()
+    for m in models:
+        folds = [f.loc[f.index.isin(common)] for f in _by_fold(oof, m)]
+        rows[m].update(c_index_common=fold_mean_c_index(folds), n_common=sum(len(f) for f in folds))
     for i, a in enumerate(models):
         for b in models[i + 1:]:
             folds = []

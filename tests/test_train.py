@@ -252,7 +252,10 @@ def test_pairs_are_compared_on_the_patients_both_scored_and_the_hazard_ratio_is_
 
     oof = _oof()
     dropped = oof[~((oof.model == "noise") & oof.case_id.isin(["F0P1", "F1P2", "F1P3"]))]
-    assert evaluate.comparisons(dropped, ["good", "noise"])["good"]["n_paired_vs_noise"] == 35
+    got = evaluate.comparisons(dropped, ["good", "noise"])
+    assert got["good"]["n_paired_vs_noise"] == got["good"]["n_common"] == got["noise"]["n_common"] == 35
+    kept = [g[~g.case_id.isin(["F0P1", "F1P2", "F1P3"])] for _, g in oof[oof.model == "good"].groupby("fold")]
+    assert got["good"]["c_index_common"] == pytest.approx(evaluate.fold_mean_c_index(kept))
     o = oof[oof.model == "good"].assign(group=lambda d: np.where(d.risk > d.risk.median(), "high", "low"))
     hr, lo, hi = evaluate.hazard_ratio(o)
     cph = CoxPHFitter().fit(pd.DataFrame({"T": o.survival_months, "E": 1 - o.censorship,
