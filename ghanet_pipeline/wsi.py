@@ -237,8 +237,9 @@ def _subifd_level(path, size0, want) -> np.ndarray | None:
             levels = tif.series[0].levels
             best = None
             for lvl in levels[1:]:
-                shape = lvl.shape if lvl.axes[-1] in "SC" else lvl.shape + (1,)
-                h, w = shape[-3], shape[-2]
+                if lvl.axes not in ("YXS", "YX"):  # planar or stacked layouts: read level 0 instead
+                    continue
+                h, w = lvl.shape[:2]
                 if w >= want[0] and h >= want[1] and abs(w / size0[0] - h / size0[1]) < 0.02:
                     best = lvl
             if best is None:
