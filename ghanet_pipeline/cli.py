@@ -74,70 +74,60 @@ def cmd_demo_cohort(args) -> None:
     log.info("demo cohort: %d slides of %d patients in %s", len(sheet), args.patients, args.out)
 
 
-def _skipped(args, exc: GhanetError, record) -> bool:
-    """cohort.on_slide_error: skip: record the failure in the stage's outputs, say so, go on."""
-    if args.on_error != "skip":
-        return False
-    record(args.slide_id, str(exc))
-    print(f"ghanet {args.command}: warning: slide {args.slide_id} skipped (cohort.on_slide_error: skip): {exc}",
-          file=sys.stderr)
-    return True
+def _slide_stage(args, work, record) -> None:
+    """Run one slide stage. With --on-error skip (cohort.on_slide_error) a slide that cannot be
+    used is recorded as failed in the stage's outputs, `record(reason)`, said in a warning line,
+    and the command succeeds: the later stages pass the failure on."""
+    try:
+        work()
+    except GhanetError as exc:
+        if args.on_error != "skip":
+            raise
+        record(str(exc))
+        print(f"ghanet {args.command}: warning: slide {args.slide_id} skipped (cohort.on_slide_error: skip): {exc}",
+              file=sys.stderr)
 
 
 def cmd_segment(args) -> None:
     from . import segment
 
-    try:
-        _segment(args, segment)
-    except GhanetError as exc:
-        if not _skipped(args, exc, lambda sid, why: segment.record_failure(
-                sid, why, geojson=args.geojson, qc_png=args.qc, stats_json=args.stats)):
-            raise
+    def work():
+        stats = segment.run(args.slide, args.slide_id, _section(args, "segment"), geojson=args.geojson,
+                            qc_png=args.qc, stats_json=args.stats, sheet_mpp=args.mpp,
+                            default_mpp=args.default_mpp, mpp_range=args.mpp_range)
+        log.info("segment %s: %d piece(s), %d hole(s), %.3f mm2 tissue", args.slide_id,
+                 stats["n_pieces"], stats["n_holes"], stats["tissue_area_mm2"])
 
-
-def _segment(args, segment) -> None:
-    stats = segment.run(args.slide, args.slide_id, _section(args, "segment"), geojson=args.geojson,
-                        qc_png=args.qc, stats_json=args.stats, sheet_mpp=args.mpp,
-                        default_mpp=args.default_mpp, mpp_range=args.mpp_range)
-    log.info("segment %s: %d piece(s), %d hole(s), %.3f mm2 tissue", args.slide_id,
-             stats["n_pieces"], stats["n_holes"], stats["tissue_area_mm2"])
+    _slide_stage(args, work, lambda why: segment.record_failure(
+        args.slide_id, why, geojson=args.geojson, qc_png=args.qc, stats_json=args.stats))
 
 
 def cmd_tile(args) -> None:
     from . import tile
 
-    try:
-        _tile(args, tile)
-    except GhanetError as exc:
-        if not _skipped(args, exc, lambda sid, why: tile.record_failure(sid, why, coords_h5=args.coords, qc_png=args.qc)):
-            raise
+    def work():
+        res = tile.run(args.slide, args.slide_id, _section(args, "tile"), contours=args.contours,
+                       coords_h5=args.coords, qc_png=args.qc, sheet_mpp=args.mpp, default_mpp=args.default_mpp,
+                       segment_stats=args.segment_stats, mpp_range=args.mpp_range)
+        log.info("tile %s: %d tiles of %d level-0 px read at level %d", args.slide_id, res["n_tiles"],
+                 res["patch_size_level0"], res["patch_level"])
 
-
-def _tile(args, tile) -> None:
-    res = tile.run(args.slide, args.slide_id, _section(args, "tile"), contours=args.contours,
-                   coords_h5=args.coords, qc_png=args.qc, sheet_mpp=args.mpp,
-                   default_mpp=args.default_mpp, segment_stats=args.segment_stats, mpp_range=args.mpp_range)
-    log.info("tile %s: %d tiles of %d level-0 px read at level %d", args.slide_id, res["n_tiles"],
-             res["patch_size_level0"], res["patch_level"])
+    _slide_stage(args, work, lambda why: tile.record_failure(args.slide_id, why, coords_h5=args.coords,
+                                                             qc_png=args.qc))
 
 
 def cmd_extract(args) -> None:
     from . import extract
 
-    try:
-        _extract(args, extract)
-    except GhanetError as exc:
-        if not _skipped(args, exc, lambda sid, why: extract.record_failure(sid, why, features_h5=args.features)):
-            raise
+    def work():
+        res = extract.run(args.slide, args.slide_id, _section(args, "extract"), coords_h5=args.coords,
+                          features_h5=args.features, features_pt=args.features_pt, device=args.device,
+                          batch_size=args.batch_size, workers=args.workers, threads=args.threads,
+                          reader=args.reader, wants_gpu=args.gpus > 0)
+        log.info("extract %s: %d x %d features (%s, %s)", args.slide_id, res["n_tiles"], res["dim"],
+                 res["encoder"], res["precision"])
 
-
-def _extract(args, extract) -> None:
-    res = extract.run(args.slide, args.slide_id, _section(args, "extract"), coords_h5=args.coords,
-                      features_h5=args.features, features_pt=args.features_pt, device=args.device,
-                      batch_size=args.batch_size, workers=args.workers, threads=args.threads,
-                      reader=args.reader, wants_gpu=args.gpus > 0)
-    log.info("extract %s: %d x %d features (%s, %s)", args.slide_id, res["n_tiles"], res["dim"],
-             res["encoder"], res["precision"])
+    _slide_stage(args, work, lambda why: extract.record_failure(args.slide_id, why, features_h5=args.features))
 
 
 def cmd_export_pt(args) -> None:
