@@ -46,6 +46,15 @@ def _add_stage_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", help="a config.yaml to take the stage's section from")
 
 
+def _add_demo_args(p) -> None:
+    p.add_argument("out")
+    p.add_argument("--patients", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=4096, help="level-0 width in pixels")
+    p.add_argument("--height", type=int, default=3072, help="level-0 height in pixels")
+    p.add_argument("--mpp", type=float, default=0.5, help="level-0 microns per pixel")
+
+
 def _add_slide_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slide", required=True, help="path to the whole-slide image")
     p.add_argument("--slide-id", required=True, help="the slide's id (names its outputs)")
@@ -72,6 +81,13 @@ def cmd_demo_cohort(args) -> None:
     sheet = demo.write_cohort(args.out, args.patients, args.seed, width=args.width,
                               height=args.height, mpp=args.mpp)
     log.info("demo cohort: %d slides of %d patients in %s", len(sheet), args.patients, args.out)
+
+
+def cmd_demo_new_patients(args) -> None:
+    from . import demo
+
+    demo.write_new_patients(args.out, args.patients, args.seed, width=args.width, height=args.height, mpp=args.mpp)
+    log.info("demo: %d new patients to score from their slides in %s", args.patients, args.out)
 
 
 def _slide_stage(args, work, record) -> None:
@@ -172,18 +188,20 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from . import predict
+    from . import heatmap, predict
 
     cfg = _sections(args)
     predict.run(args.slide_sheet, args.models_dir, out_csv=args.out, features_dir=args.features_dir,
                 work_dir=args.work_dir, scheme=cfg["evaluate"]["risk_groups"],
                 allow_other_mpp=args.allow_other_mpp or cfg["predict"]["allow_other_mpp"],
-                heatmaps_dir=args.heatmaps_dir, device=args.device, threads=args.threads)
+                heatmaps_dir=args.heatmaps_dir, heatmap_settings=heatmap.Settings.of(cfg["heatmap"]),
+                device=args.device, threads=args.threads)
 
 
 def cmd_heatmaps(args) -> None:
     from . import features, heatmap, splits, train
 
+    settings = heatmap.Settings.of(_sections(args)["heatmap"])
     ckpt = train.load_checkpoint(args.model)
     _, val_ids = splits.read_fold(args.fold_csv)
     patients = splits.read_patients(args.patients)
@@ -196,7 +214,7 @@ def cmd_heatmaps(args) -> None:
             parts.append({"slide_id": sid, "path": paths[sid], "features": feats, "coords": coords,
                           "attrs": features.feature_coords_attrs(fpath, attrs)})
         if sum(len(p["features"]) for p in parts):
-            heatmap.render_patient([ckpt["module"]], list(ckpt["families"]), parts, args.out_dir)
+            heatmap.render_patient([ckpt["module"]], list(ckpt["families"]), parts, args.out_dir, settings)
     log.info("heatmaps of the %d held-out patients of fold %d in %s", len(val_ids), ckpt["fold"], args.out_dir)
 
 
@@ -260,13 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
     p = sub.add_parser("demo-cohort", help="write the synthetic demo cohort (slides, clinical, signatures)")
-    p.add_argument("out")
-    p.add_argument("--patients", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=int, default=4096, help="level-0 width in pixels")
-    p.add_argument("--height", type=int, default=3072, help="level-0 height in pixels")
-    p.add_argument("--mpp", type=float, default=0.5, help="level-0 microns per pixel")
+    _add_demo_args(p)
     p.set_defaults(func=cmd_demo_cohort)
+
+    p = sub.add_parser("demo-new-patients", help="write the demo's new patients (slides and slide sheet only)")
+    _add_demo_args(p)
+    p.set_defaults(func=cmd_demo_new_patients)
 
     p = sub.add_parser("segment", help="tissue contours (GeoJSON), QC PNG and stats of one slide")
     _add_slide_args(p)
@@ -359,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("heatmaps", help="attention heatmaps of one fold's held-out patients")
+    _add_stage_args(p)
     p.add_argument("--model", required=True, help="model.pt of the fold")
     p.add_argument("--fold-csv", required=True)
     p.add_argument("--patients", required=True)

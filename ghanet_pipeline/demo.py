@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from .demo_plan import plan  # the slide list, which the Snakefile also reads
+from .demo_plan import plan, plan_new  # the slide lists, which the Snakefile also reads
 from .io import atomic_path
 
 PROGRAMS = ("tumour", "immune", "stroma")
@@ -52,6 +52,16 @@ def _latents(patients: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 2]).dirichlet((1.0, 1.0, 1.0), size=patients)
 
 
+def _new_latents(new_patients: int, seed: int) -> np.ndarray:
+    # a stream of their own: the number of new patients changes nothing of the training cohort
+    return np.random.default_rng([seed, 7]).dirichlet((1.0, 1.0, 1.0), size=new_patients)
+
+
+def _log_hazard(z: np.ndarray) -> np.ndarray:
+    """The hazard's dependence on the programs: tumour up, immune down (before patient noise)."""
+    return 1.6 * z[:, 0] - 1.6 * z[:, 1]
+
+
 # ---------------------------------------------------------------------------- tables
 
 
@@ -60,7 +70,7 @@ def clinical_table(patients: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame
     rng = np.random.default_rng([seed, 3])
     z = _latents(patients, seed)
     # hazard: tumour up, immune down; exponential survival in months, uniform censoring
-    log_hazard = 1.6 * z[:, 0] - 1.6 * z[:, 1] + rng.normal(0, 0.3, patients)
+    log_hazard = _log_hazard(z) + rng.normal(0, 0.3, patients)
     event_time = rng.exponential(30.0 * np.exp(-log_hazard))
     censor_time = rng.uniform(6, 90, patients)
     months = np.minimum(event_time, censor_time)
@@ -290,6 +300,9 @@ def slide_seed(cohort_seed: int, slide_index: int) -> int:
     return cohort_seed * 100_003 + slide_index
 
 
+NEW_SEED_OFFSET = 50_000  # new patients' slides draw layouts of their own, whatever the cohort size
+
+
 def write_cohort(out: Path, patients: int, seed: int, *, width: int = 4096, height: int = 3072,
                  mpp: float = 0.5) -> pd.DataFrame:
     """Write slides/, slides.csv, clinical.csv and signatures.csv under `out`; return the sheet."""
@@ -309,3 +322,27 @@ def write_cohort(out: Path, patients: int, seed: int, *, width: int = 4096, heig
         with atomic_path(out / name) as tmp:
             df.to_csv(tmp, index=False)
     return sheet_df
+
+
+def write_new_patients(out: Path, new_patients: int, seed: int, *, width: int = 4096, height: int = 3072,
+                       mpp: float = 0.5) -> pd.DataFrame:
+    """Slides of new patients drawn as the cohort's are, under `out`/slides, with their slide sheet
+    `new_patients.csv` (what predict reads) and `new_patients_truth.csv`: each one's tissue mix and
+    the log hazard it implies, which no rule reads, so a newcomer can hold the predicted risks
+    against the truth the demo planted."""
+    out = Path(out)
+    (out / "slides").mkdir(parents=True, exist_ok=True)
+    z = _new_latents(new_patients, seed)
+    sheet, truth = [], []
+    for n, s in enumerate(plan_new(new_patients)):
+        path = out / "slides" / f"{s.slide_id}.tiff"
+        render_slide(path, width=width, height=height, mpp=mpp, z=z[n], seed=slide_seed(seed, NEW_SEED_OFFSET + n))
+        sheet.append({"slide_id": s.slide_id, "case_id": s.case_id, "path": str(path)})
+        truth.append({"case_id": s.case_id, **{f"{p}_fraction": round(float(z[n, k]), 4) for k, p in enumerate(PROGRAMS)},
+                      "true_log_hazard": round(float(_log_hazard(z)[n]), 4)})
+    tables = {"new_patients.csv": pd.DataFrame(sheet, columns=["slide_id", "case_id", "path"]),
+              "new_patients_truth.csv": pd.DataFrame(truth)}
+    for name, df in tables.items():
+        with atomic_path(out / name) as tmp:
+            df.to_csv(tmp, index=False)
+    return tables["new_patients.csv"]

@@ -32,6 +32,11 @@ def plan(patients: int, seed: int) -> list[DemoSlide]:
     return slides
 
 
+def plan_new(new_patients: int) -> list[DemoSlide]:
+    """The demo's new patients, to score from their slides alone: one slide each, no outcome."""
+    return [DemoSlide(f"NEW-{i:03d}-S1", f"NEW-{i:03d}") for i in range(new_patients)]
+
+
 def _seed_words(entropy: list[int]) -> list[int]:
     """numpy SeedSequence(entropy).generate_state(4, uint64), for small non-negative ints."""
     words = []

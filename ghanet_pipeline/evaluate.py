@@ -242,7 +242,7 @@ def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path) -> N
                ylabel="survival probability", ylim=(0, 1.05))
     fig.suptitle("Held-out patients by predicted risk (cut-offs from each fold's training patients)")
     fig.tight_layout()
-    plots.save_png(fig, path)
+    plots.save_figure(fig, path)
 
 
 def plot_c_index(folds: pd.DataFrame, path) -> None:
@@ -260,7 +260,7 @@ def plot_c_index(folds: pd.DataFrame, path) -> None:
     ax.set(xticks=range(len(models)), xticklabels=models, ylabel="C-index (held-out fold)",
            title="C-index per fold (dots) and mean +- sd", ylim=(lo, hi))  # nothing runs off the axis
     fig.tight_layout()
-    plots.save_png(fig, path)
+    plots.save_figure(fig, path)
 
 
 def plot_forest(comparison: pd.DataFrame, path) -> None:
@@ -294,7 +294,7 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
     fig.suptitle(f"Out-of-fold C-index: bootstrap over patients ({BOOTSTRAP} resamples within folds)")
     fig.tight_layout()
     fig.subplots_adjust(wspace=0.75, right=0.8)  # room for the numbers right of each panel
-    plots.save_png(fig, path)
+    plots.save_figure(fig, path)
 
 
 def run(model_dirs: list[str], params: dict, *, out_dir) -> pd.DataFrame:

@@ -1,22 +1,41 @@
 """Attention heatmaps of a G-HANet model on one slide.
 
-Two PNGs per slide: the morphology attention (the gated-attention weights E1) and each gene
-family's attention (softmax over patches of the CAB's head-mean attention logits, the full map the
-top-k genome-informed weights are cut from) overlaid on the thumbnail with a colour bar; and a
-montage of each family's top-k tiles. Values are shown as percentiles within the slide, so maps
-of bags of different sizes read alike. The raw scores of every tile are exported too, as a CSV and
-as GeoJSON that QuPath opens (one detection per tile, a measurement per map), so the attended
-regions can be checked on the slide at full resolution.
+Per slide: the morphology attention (the gated-attention weights E1) and each gene family's
+attention (softmax over patches of the CAB's head-mean attention logits, the full map the top-k
+genome-informed weights are cut from) overlaid on the slide at a set microns per pixel, smoothed
+within the tissue, with a colour bar and a scale bar (`<slide>.heatmap.png`); each map's top tiles
+at full resolution (`<slide>.top_tiles.jpg`). Raw scores are shown as attention x tiles in the bag
+(1 = uniform), so a flat map looks flat; percentiles (rank within the slide) are the other choice.
+The raw scores of every tile are exported too, as a CSV and as GeoJSON that QuPath opens (one
+detection per tile, a measurement per map), so the attended regions can be checked on the slide.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import plots, wsi
 
-THUMB_PX = 1024  # long side of the thumbnail
+THUMB_PX = 1024  # long side of the overview where the slide's resolution is unknown (foreign features)
+SCALE_BARS_UM = (50, 100, 200, 250, 500, 1000, 2000, 5000, 10000)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `heatmap` section: how the maps are drawn (see workflow/schemas/config.schema.yaml)."""
+
+    mpp: float = 4.0
+    max_side_px: int = 2048
+    scale: str = "raw"  # raw: attention x tiles in the bag (1 = uniform); percentile: rank within the slide
+    smooth: bool = True
+    top_k: int = 8
+
+    @classmethod
+    def of(cls, section: dict | None) -> "Settings":
+        return cls(**(section or {}))
 
 
 @torch.no_grad()
@@ -36,70 +55,144 @@ def _percentile(v: np.ndarray) -> np.ndarray:
     return v.argsort().argsort() / (len(v) - 1)
 
 
-def _thumbnail(slide, slide_id, path):
-    rgb = wsi.read_rgb_at(slide, wsi.thumbnail_size(slide, THUMB_PX), slide_id, path)
-    return rgb, rgb.shape[1] / slide.dimensions[0]
+def overlay_mpp(level0_size: tuple[int, int], level0_mpp: float | None, settings: Settings) -> float | None:
+    """The overlay's microns per pixel: the one asked for, coarser only where the slide would
+    exceed max_side_px at it (None: the slide's resolution is unknown)."""
+    if not level0_mpp:
+        return None
+    long_um = max(level0_size) * level0_mpp
+    return max(settings.mpp, long_um / settings.max_side_px, level0_mpp)
 
 
-def render(slide_path, slide_id: str, coords: np.ndarray, patch_size_level0: int, maps: dict[str, np.ndarray],
-           out_png, title: str = "") -> None:
-    """One panel per map: attention percentile over the thumbnail, tiles outside tissue left clear."""
+def tile_map(values: np.ndarray, coords: np.ndarray, ps0: int, shape: tuple[int, int], scale: float,
+             smooth: bool) -> np.ndarray:
+    """The tiles' values on a (h, w) grid of `scale` pixels per level-0 pixel, NaN off the tiles.
+    Smoothing is a normalised Gaussian blur (sigma half a tile) inside the tiles' footprint: values
+    flow between neighbouring tiles but never onto glass, and a lone tile keeps its value."""
+    import cv2
+
+    h, w = shape
+    acc, cover = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    for (x, y), v in zip(np.asarray(coords, float), values):
+        x0, y0 = int(x * scale), int(y * scale)
+        x1, y1 = max(x0 + 1, int(round((x + ps0) * scale))), max(y0 + 1, int(round((y + ps0) * scale)))
+        acc[y0:y1, x0:x1] += v
+        cover[y0:y1, x0:x1] += 1
+    footprint = cover > 0
+    if smooth:
+        sigma = max(0.5, ps0 * scale / 2)
+        acc, cover = (cv2.GaussianBlur(a, (0, 0), sigma) for a in (acc, cover))
+    out = np.full((h, w), np.nan)
+    out[footprint] = acc[footprint] / np.maximum(cover[footprint], 1e-6)
+    return out
+
+
+def _shown(values: np.ndarray, n_bag: int, settings: Settings) -> tuple[np.ndarray, str, float]:
+    """The values drawn, the colour bar's label and its top (its bottom is 0)."""
+    if settings.scale == "percentile":
+        return _percentile(values), "percentile in slide", 1.0
+    shown = values * n_bag  # attention weights sum to 1 over the bag: 1 is the uniform weight
+    return shown, "attention / uniform", max(1.0, float(shown.max()))
+
+
+def _scale_bar(ax, width_px: int, um_per_px: float) -> None:
+    """A bar of a round length, about a fifth of the width, bottom left."""
+    target = width_px * um_per_px / 5
+    um = min(SCALE_BARS_UM, key=lambda b: abs(b - target))
+    px = um / um_per_px
+    x0, y0 = 0.04 * width_px, ax.get_ylim()[0] * 0.95
+    ax.plot([x0, x0 + px], [y0, y0], color="black", linewidth=3, solid_capstyle="butt")
+    label = f"{um // 1000} mm" if um >= 1000 else f"{um} \u00b5m"
+    ax.text(x0 + px / 2, y0 * 0.985, label, ha="center", va="bottom", fontsize=8,
+            bbox=dict(facecolor="white", alpha=0.7, edgecolor="none", pad=1))
+
+
+def render(slide_path, slide_id: str, coords: np.ndarray, attrs: dict, maps: dict[str, np.ndarray], out_png,
+           settings: Settings, n_bag: int | None = None, title: str = "") -> None:
+    """One panel per map over the slide at the overlay's resolution (one image pixel per figure
+    pixel), tiles outside tissue left clear, a colour bar and a scale bar."""
     plt = plots.pyplot()
 
+    ps0 = int(attrs.get("patch_size_level0") or attrs["patch_size"])
     slide = wsi.open_slide(slide_path, slide_id)
     try:
-        thumb, scale = _thumbnail(slide, slide_id, slide_path)
+        mpp0 = attrs.get("level0_mpp")
+        um_px = overlay_mpp(slide.dimensions, float(mpp0) if mpp0 else None, settings)
+        size = (wsi.thumbnail_size(slide, THUMB_PX) if um_px is None else
+                tuple(max(1, round(d * float(mpp0) / um_px)) for d in slide.dimensions))
+        thumb = wsi.read_rgb_at(slide, size, slide_id, slide_path)
+        scale = thumb.shape[1] / slide.dimensions[0]
     finally:
         slide.close()
     h, w = thumb.shape[:2]
     n = len(maps)
     cols = min(4, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows * h / w + 0.6), squeeze=False)
-    side = max(1, round(patch_size_level0 * scale))
-    xy = np.floor(np.asarray(coords, float) * scale).astype(int)
-    for ax, (name, values) in zip(axes.flat, maps.items()):
-        canvas = np.full((h, w), np.nan)
-        for (x, y), v in zip(xy, _percentile(np.asarray(values, float))):
-            canvas[y: y + side, x: x + side] = v
+    dpi, pad_l, pad_r, pad_t, pad_b = 100, 0.1, 1.2, 0.45, 0.1  # inches around each panel
+    pw, ph = w / dpi + pad_l + pad_r, h / dpi + pad_t + pad_b
+    fig = plt.figure(figsize=(cols * pw, rows * ph + 0.5))
+    fw, fh = fig.get_size_inches()
+    resolution = f"{um_px:.3g} \u00b5m/px" if um_px else "resolution unknown"
+    what = "raw attention (1 = uniform weight)" if settings.scale == "raw" else "attention percentile"
+    for i, (name, values) in enumerate(maps.items()):
+        r, c = divmod(i, cols)
+        left, bottom = c * pw + pad_l, fh - 0.5 - (r + 1) * ph + pad_b
+        ax = fig.add_axes((left / fw, bottom / fh, w / dpi / fw, h / dpi / fh))
+        shown, label, top = _shown(np.asarray(values, float), n_bag or len(values), settings)
         ax.imshow(thumb)
-        im = ax.imshow(canvas, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="nearest")
+        im = ax.imshow(tile_map(shown, coords, ps0, (h, w), scale, settings.smooth), cmap="jet", alpha=0.45,
+                       vmin=0, vmax=top, interpolation="nearest")
+        if um_px:
+            _scale_bar(ax, w, um_px)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-        fig.colorbar(im, ax=ax, fraction=0.035, pad=0.02, label="attention percentile")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.suptitle(title or slide_id)
-    fig.tight_layout()
-    plots.save_png(fig, out_png, dpi=90)
+        cax = fig.add_axes(((left + w / dpi + 0.1) / fw, bottom / fh, 0.12 / fw, h / dpi / fh))
+        cax.tick_params(labelsize=8)
+        fig.colorbar(im, cax=cax).set_label(label, fontsize=8)
+    fig.suptitle(f"{title or slide_id}: {what} at {resolution}", y=1 - 0.15 / fh)
+    plots.save_figure(fig, out_png, dpi=dpi)
 
 
 def montage(slide_path, slide_id: str, coords: np.ndarray, coords_attrs: dict, maps: dict[str, np.ndarray],
-            out_png, k: int = 8, tile_px: int = 96) -> None:
-    """Each map's k highest-attention tiles, one row per map."""
+            out_path, k: int = 8) -> None:
+    """Each map's k highest-attention tiles, one row per map, at full resolution: each tile as the
+    encoder saw it (patch_size pixels at the tiling's microns per pixel)."""
     import cv2
     plt = plots.pyplot()
 
     level = int(coords_attrs["patch_level"])
     size = int(coords_attrs.get("read_size") or coords_attrs["patch_size"])
+    px = int(coords_attrs["patch_size"])
     k = max(1, min(k, len(coords)))
+    gap = 4
+    step = px + gap
     slide = wsi.open_slide(slide_path, slide_id)
     try:
-        grid = np.full((len(maps) * tile_px, k * tile_px, 3), 255, np.uint8)
+        grid = np.full((len(maps) * step - gap, k * step - gap, 3), 255, np.uint8)
         for r, values in enumerate(maps.values()):
             for c, i in enumerate(np.argsort(-np.asarray(values))[:k]):
                 rgba = np.asarray(slide.read_region((int(coords[i, 0]), int(coords[i, 1])), level, (size, size)))
-                tile = cv2.resize(wsi.rgba_to_rgb(rgba), (tile_px, tile_px), interpolation=cv2.INTER_AREA)
-                grid[r * tile_px:(r + 1) * tile_px, c * tile_px:(c + 1) * tile_px] = tile
+                tile = wsi.rgba_to_rgb(rgba)
+                if size != px:
+                    tile = cv2.resize(tile, (px, px), interpolation=cv2.INTER_AREA)
+                grid[r * step:r * step + px, c * step:c * step + px] = tile
     finally:
         slide.close()
-    fig, ax = plt.subplots(figsize=(k * 1.3 + 2.6, len(maps) * 1.3 + 0.6))
-    ax.imshow(grid)
-    ax.set_yticks([(r + 0.5) * tile_px for r in range(len(maps))], list(maps), fontsize=8)
-    ax.set_xticks([(c + 0.5) * tile_px for c in range(k)], [f"#{c + 1}" for c in range(k)], fontsize=8)
-    ax.set_title(f"{slide_id}: top-{k} tiles per attention map")
-    fig.tight_layout()
-    plots.save_png(fig, out_png, dpi=90)
+    dpi, pad_l, pad_t = 100, 2.4, 0.5
+    gh, gw = grid.shape[:2]
+    fig = plt.figure(figsize=(gw / dpi + pad_l + 0.1, gh / dpi + pad_t + 0.3))
+    fw, fh = fig.get_size_inches()
+    ax = fig.add_axes((pad_l / fw, 0.3 / fh, gw / dpi / fw, gh / dpi / fh))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_yticks([r * step + px / 2 for r in range(len(maps))], list(maps), fontsize=9)
+    ax.set_xticks([c * step + px / 2 for c in range(k)], [f"#{c + 1}" for c in range(k)], fontsize=9)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    mpp = coords_attrs.get("target_mpp")
+    at = f", {px} px at {float(mpp):g} \u00b5m/px" if mpp else ""
+    ax.set_title(f"{slide_id}: top-{k} tiles per attention map{at}", fontsize=10)
+    plots.save_figure(fig, out_path, dpi=dpi)
 
 
 def export_tiles(slide_id: str, coords: np.ndarray, ps0: int, maps: dict[str, np.ndarray], out_dir) -> list[str]:
@@ -132,16 +225,18 @@ def export_tiles(slide_id: str, coords: np.ndarray, ps0: int, maps: dict[str, np
     return [str(csv_path), str(geo_path)]
 
 
-def render_patient(modules: list, family_names: list[str], slides: list[dict], out_dir, k: int = 8) -> list[str]:
-    """Heatmaps and montages of one patient's slides. `slides`: dicts with slide_id, path, features,
-    coords and coords attrs, in bag order. The bag is all slides together (as the model saw it);
-    with several models (folds) each map is their mean. Returns the PNGs written."""
+def render_patient(modules: list, family_names: list[str], slides: list[dict], out_dir,
+                   settings: Settings = Settings()) -> list[str]:
+    """Heatmaps, top tiles and tile exports of one patient's slides. `slides`: dicts with slide_id,
+    path, features, coords and coords attrs, in bag order. The bag is all slides together (as the
+    model saw it); with several models (folds) each map is their mean. Returns the files written."""
     from pathlib import Path
 
     bag = torch.from_numpy(np.concatenate([s["features"] for s in slides]))
     per_model = [attention(m, bag, family_names) for m in modules]
     maps = {name: np.mean([pm[name] for pm in per_model], axis=0) for name in per_model[0]
             if all(name in pm for pm in per_model)}
+    out = Path(out_dir)
     written, start = [], 0
     for s in slides:
         n = len(s["features"])
@@ -150,10 +245,9 @@ def render_patient(modules: list, family_names: list[str], slides: list[dict], o
         if n == 0:
             continue
         ps0 = int(s["attrs"].get("patch_size_level0") or s["attrs"]["patch_size"])
-        out = Path(out_dir)
-        render(s["path"], s["slide_id"], s["coords"], ps0, part, out / f"{s['slide_id']}.heatmap.png",
+        heat, top = out / f"{s['slide_id']}.heatmap.png", out / f"{s['slide_id']}.top_tiles.jpg"
+        render(s["path"], s["slide_id"], s["coords"], s["attrs"], part, heat, settings, n_bag=len(bag),
                title=f"{s['slide_id']} ({len(modules)} model{'s' if len(modules) > 1 else ''})")
-        montage(s["path"], s["slide_id"], s["coords"], s["attrs"], part, out / f"{s['slide_id']}.top_tiles.png", k=k)
-        written += [str(out / f"{s['slide_id']}.heatmap.png"), str(out / f"{s['slide_id']}.top_tiles.png")]
-        written += export_tiles(s["slide_id"], s["coords"], ps0, part, out)
+        montage(s["path"], s["slide_id"], s["coords"], s["attrs"], part, top, k=settings.top_k)
+        written += [str(heat), str(top), *export_tiles(s["slide_id"], s["coords"], ps0, part, out)]
     return written

@@ -99,7 +99,8 @@ def _cutoffs(ckpts: list[dict]) -> dict:
 
 
 def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str = "median",
-          allow_other_mpp: bool = False, heatmaps_dir=None, failed: dict | None = None) -> pd.DataFrame:
+          allow_other_mpp: bool = False, heatmaps_dir=None, heatmap_settings: heatmap.Settings | None = None,
+          failed: dict | None = None) -> pd.DataFrame:
     """One row per patient of `slides` (slide_id, case_id[, path]). `failed`: slide_id -> reason for
     slides that could not be processed; their patients get no score and the reason."""
     failed = failed or {}
@@ -135,7 +136,7 @@ def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str 
         row["risk_group"] = str(risk_group([row["risk"]], cut, scheme)[0])
         rows.append(row)
         if heatmaps_dir is not None and all(p["path"] for p in parts):
-            heatmap.render_patient(modules, families, parts, heatmaps_dir)
+            heatmap.render_patient(modules, families, parts, heatmaps_dir, heatmap_settings or heatmap.Settings())
     return pd.DataFrame(rows)
 
 
@@ -205,8 +206,8 @@ def _process_slides(sheet: pd.DataFrame, sections: dict, work: Path, device: str
 
 
 def run(slide_sheet, models_dir, *, out_csv, features_dir=None, work_dir=None, scheme: str = "median",
-        allow_other_mpp: bool = False, heatmaps_dir=None, device: str = "auto",
-        threads: int | None = None) -> pd.DataFrame:
+        allow_other_mpp: bool = False, heatmaps_dir=None, heatmap_settings: heatmap.Settings | None = None,
+        device: str = "auto", threads: int | None = None) -> pd.DataFrame:
     from .sheet import read_slides
 
     ckpts = load_models(models_dir)
@@ -218,7 +219,7 @@ def run(slide_sheet, models_dir, *, out_csv, features_dir=None, work_dir=None, s
         failed = _process_slides(sheet, ckpts[0]["config"], work, device, threads, failed)
         features_dir = work / "features"
     table = score(sheet, features_dir, ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp,
-                  heatmaps_dir=heatmaps_dir, failed=failed)
+                  heatmaps_dir=heatmaps_dir, heatmap_settings=heatmap_settings, failed=failed)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     log.info("predict: %d patients scored, %d without a score", int((table.status == "ok").sum()),

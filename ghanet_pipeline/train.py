@@ -322,7 +322,7 @@ def plot_history(history: pd.DataFrame, title: str, path) -> None:
         ax.set(xlabel="epoch", ylabel="(1 - cos)^3 + MSE", title="reconstruction per gene family")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    plots.save_png(fig, path)
+    plots.save_figure(fig, path)
 
 
 def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json, scaler_csv,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import CMU_SLIDE, TINY_DEMO, snakemake, write_config
-from ghanet_pipeline import demo, evaluate, extract, formats, genes, predict, segment, splits, tile, train
+from ghanet_pipeline import demo, evaluate, extract, formats, genes, heatmap, predict, segment, splits, tile, train
 from ghanet_pipeline.config import load_schema, validate_config
 from ghanet_pipeline.errors import GhanetError
 from test_train import make_fold, sections
@@ -358,10 +358,41 @@ def test_predict_resolution_key(fold, tmp_path):
     predict.check_slide("new", coarser, ckpt, cfg("predict", allow_other_mpp=True)["allow_other_mpp"])
 
 
+@covers("heatmap.mpp", "heatmap.max_side_px", "heatmap.scale", "heatmap.smooth", "heatmap.top_k")
+def test_heatmap_keys(demo_cohort, tmp_path):
+    from PIL import Image
+
+    _, sheet = demo_cohort  # 2048 x 1536 px at 0.5 um/px
+    path = sheet.path[0]
+    ps0 = 256
+    coords = np.asarray([(x, y) for y in range(256, 1280, ps0) for x in range(256, 1792, ps0)])
+    rng = np.random.default_rng(0)
+    maps = {"morphology": rng.dirichlet(np.ones(len(coords))), "Oncogenes": rng.dirichlet(np.ones(len(coords)))}
+    attrs = {"patch_size_level0": ps0, "patch_size": 256, "patch_level": 0, "level0_mpp": 0.5, "target_mpp": 0.5}
+
+    def drawn(name, **changes):
+        settings = heatmap.Settings.of(cfg("heatmap", **changes))
+        heatmap.render(path, "s", coords, attrs, maps, tmp_path / f"{name}.png", settings)
+        heatmap.montage(path, "s", coords, attrs, maps, tmp_path / f"{name}.jpg", k=settings.top_k)
+        return np.asarray(Image.open(tmp_path / f"{name}.png")), Image.open(tmp_path / f"{name}.jpg").size
+
+    base, base_top = drawn("base")
+    fine, _ = drawn("fine", mpp=2.0)  # two panels of 512 x 384 px instead of 256 x 192 (4 um/px)
+    capped, _ = drawn("capped", mpp=2.0, max_side_px=256)  # back to 4 um/px: 2 would exceed 256 px
+    assert fine.shape[1] - base.shape[1] == pytest.approx(2 * (512 - 256), abs=4)
+    assert capped.shape == base.shape
+    pct, _ = drawn("pct", scale="percentile")
+    blocky, _ = drawn("blocky", smooth=False)
+    assert pct.shape == blocky.shape == base.shape
+    assert not np.array_equal(pct, base) and not np.array_equal(blocky, base)
+    _, top3 = drawn("top3", top_k=3)
+    assert base_top[0] - top3[0] == pytest.approx(5 * (256 + 4), abs=2)  # 8 tiles a row, then 3, full size
+
+
 # ------------------------------------------------------------------ the workflow's own keys
 
 
-@covers("demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px")
+@covers("demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px", "demo.new_patients")
 def test_demo_keys(demo_cohort, tmp_path):
     _, base = demo_cohort  # 4 patients, seed 3, 2048 x 1536 px at 0.5 mpp
     sheet = demo.write_cohort(tmp_path, 5, 4, width=1024, height=1100, mpp=0.25)
@@ -369,6 +400,12 @@ def test_demo_keys(demo_cohort, tmp_path):
     assert pd.read_csv(tmp_path / "clinical.csv").case_id.nunique() == 5
     with openslide.OpenSlide(sheet.path[0]) as s:
         assert s.dimensions == (1024, 1100) and float(s.properties[openslide.PROPERTY_NAME_MPP_X]) == 0.25
+    # new patients: slides and a sheet only; their truth beside them, read by no rule
+    new = demo.write_new_patients(tmp_path / "new", 2, 4, width=1024, height=1100, mpp=0.25)
+    assert list(new.case_id) == ["NEW-000", "NEW-001"] and set(new.columns) == {"slide_id", "case_id", "path"}
+    truth = pd.read_csv(tmp_path / "new/new_patients_truth.csv")
+    assert list(truth.case_id) == list(new.case_id) and "true_log_hazard" in truth
+    assert np.allclose(truth.filter(like="_fraction").sum(axis=1), 1, atol=1e-3)
 
 
 def _plan(work, config) -> str:
@@ -391,7 +428,12 @@ def test_workflow_keys(tmp_path):
     pd.DataFrame({"slide_id": ["NEW-1"], "case_id": ["NEW"], "path": [str(CMU_SLIDE)]}).to_csv(new, index=False)
     (tmp_path / "a").mkdir()
     base = _plan(tmp_path / "a", TINY_DEMO)
-    assert "rule predict" not in base and "pt_files" not in base and "rule heatmaps" not in base
+    assert "pt_files" not in base and "rule heatmaps" not in base
+    # without a predict sheet the demo scores its own new patient, drawn by a job of its own
+    assert _commands(base, "demo-new-patients")[0].count("--patients 1 --seed 6 --width 1536")
+    (pcmd,) = _commands(base, "predict")
+    assert "--slide-sheet results/demo/new_patients.csv" in pcmd and "--heatmaps-dir" in pcmd
+    assert "NEW-000-S1" in {c.split("--slide-id ")[1].split()[0] for c in _commands(base, "extract")}
     assert _commands(base, "demo-cohort")[0].count("--patients 6 --seed 6 --width 1536 --height 1024 --mpp 0.5")
     assert not any("--default-mpp" in c for c in _commands(base, "segment"))
     assert {c.split("--model ")[1].split()[0] for c in _commands(base, "train")} == {"ghanet", "abmil", "snn"}
@@ -403,6 +445,7 @@ def test_workflow_keys(tmp_path):
                    evaluate={"heatmaps": True}, cohort={"default_mpp": 0.5}, predict={"slide_sheet": str(new)})
     plan = _plan(tmp_path / "b", changed)
     assert "results/" not in plan and "out/features/" in plan
+    assert "rule demo_new_patients" not in plan  # a predict sheet replaces the demo's new patients
     assert "--patients 5 --seed 4 --width 1100 --height 1200 --mpp 0.25" in _commands(plan, "demo-cohort")[0]
     slides = {s.slide_id for s in demo.plan(5, 4)} | {"NEW-1"}
     assert {c.split("--slide-id ")[1].split()[0] for c in _commands(plan, "segment")} == slides

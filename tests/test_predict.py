@@ -149,8 +149,8 @@ def test_one_real_slide_through_every_stage(tmp_path, demo_cohort):
                                 heatmaps_dir=tmp_path / "heat")
     assert res["status"] == "ok" and res["n_tiles"] == len(real) > 0
     assert res["risk"] == pytest.approx((res["risk_fold_0"] + res["risk_fold_1"]) / 2)
-    for name in ("heatmap", "top_tiles"):
-        assert (tmp_path / f"heat/{slide.slide_id}.{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / f"heat/{slide.slide_id}.heatmap.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / f"heat/{slide.slide_id}.top_tiles.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     # every tile's scores, as a table and as QuPath detections with one measurement per map
     import json
 

@@ -50,6 +50,7 @@ TABLE = {
     "demo.level0_mpp": (0.25, _everything(COHORT_SLIDES)),
     "demo.width_px": (1600, _everything(COHORT_SLIDES)),
     "demo.height_px": (1100, _everything(COHORT_SLIDES)),
+    "demo.new_patients": (2, NOTHING),  # scored only where no predict sheet is given (BASE gives one)
     "segment.seg_mpp": (16.0, FROM_SEGMENT),
     "segment.saturation_threshold": (30, FROM_SEGMENT),
     "segment.min_tissue_area_mm2": (0.05, FROM_SEGMENT),
@@ -98,6 +99,11 @@ TABLE = {
     "predict.model": ("abmil", {"predict": 1}),
     "predict.allow_other_mpp": (True, {"predict": 1}),
     "predict.heatmaps": (False, NOTHING),  # the predictions do not depend on drawing heatmaps
+    "heatmap.mpp": (2.0, {"predict": 1}),  # the new patients' heatmaps are redrawn (evaluate.heatmaps is off)
+    "heatmap.max_side_px": (1024, {"predict": 1}),
+    "heatmap.scale": ("percentile", {"predict": 1}),
+    "heatmap.smooth": (False, {"predict": 1}),
+    "heatmap.top_k": (4, {"predict": 1}),
 }
 
 

@@ -45,7 +45,8 @@ def test_demo_runs_end_to_end(tiny_run):
         with h5py.File(tmp_path / f"results/features/efficientnet_lite0/{sid}.h5") as f:
             assert f["features"].shape[1] == 1280 and f["features"].shape[0] == f["coords"].shape[0] > 0
     report = pd.read_csv(tmp_path / "results/report/slides.csv")
-    assert sorted(report.slide_id) == sorted(sheet.slide_id) and (report.n_tiles > 0).all()
+    new = pd.read_csv(tmp_path / "results/demo/new_patients.csv")  # the demo's patient to score
+    assert sorted(report.slide_id) == sorted([*sheet.slide_id, *new.slide_id]) and (report.n_tiles > 0).all()
     for k in range(2):
         sel = json.loads((tmp_path / f"results/genes/fold_{k}/selection.json").read_text())
         assert sel["fold"] == k and all(n >= 1 for n in sel["sizes"].values())
@@ -59,6 +60,13 @@ def test_demo_runs_end_to_end(tiny_run):
         assert (tmp_path / "results/evaluate" / png).stat().st_size > 0
     for model in ("abmil", "ghanet", "snn"):
         assert (tmp_path / f"results/models/{model}/fold_1/loss.png").stat().st_size > 0
+    # the new patient scored from the slide alone, with heatmaps
+    pred = pd.read_csv(tmp_path / "results/predict/predictions.csv")
+    assert list(pred.case_id) == list(new.case_id) and (pred.status == "ok").all() and pred.risk.notna().all()
+    assert pred.risk_group.isin(["low", "high"]).all()
+    sid = new.slide_id[0]
+    assert (tmp_path / f"results/predict/heatmaps/{sid}.heatmap.png").stat().st_size > 0
+    assert (tmp_path / f"results/predict/heatmaps/{sid}.top_tiles.jpg").stat().st_size > 0
     # nothing left to do afterwards (what an edit reruns: tests/test_reruns.py)
     again = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
     assert "Nothing to be done" in again.stdout + again.stderr

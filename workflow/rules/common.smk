@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ghanet_pipeline.demo_plan import plan as demo_plan
+from ghanet_pipeline.demo_plan import plan_new as demo_plan_new
 from ghanet_pipeline.failures import failure_summary, job_warnings, read_failures
 from ghanet_pipeline.sheet import read_slides
 
@@ -38,11 +39,19 @@ def _slides():
     return read_slides(config["cohort"]["slide_sheet"])
 
 
+# the patients to score: predict.slide_sheet, or the demo's new patients when the demo runs without one
+PREDICT_SHEET = config["predict"]["slide_sheet"] or (f"{DEMO_DIR}/new_patients.csv" if USE_DEMO else None)
+DEMO_NEW = USE_DEMO and not config["predict"]["slide_sheet"]
+
+
 def _predict_slides(cohort):
-    """Slides of the patients to score (predict.slide_sheet); they share the slide rules."""
-    if not config["predict"]["slide_sheet"]:
+    """Slides of the patients to score; they share the slide rules."""
+    if DEMO_NEW:
+        return {s.slide_id: {"path": f"{DEMO_DIR}/slides/{s.slide_id}.tiff", "mpp": None, "case_id": s.case_id}
+                for s in demo_plan_new(config["demo"]["new_patients"])}
+    if not PREDICT_SHEET:
         return {}
-    slides = read_slides(config["predict"]["slide_sheet"])
+    slides = read_slides(PREDICT_SHEET)
     for sid, row in slides.items():
         if sid in cohort and cohort[sid]["path"] != row["path"]:
             raise ValueError(f"predict sheet: slide id {sid} is also a training slide with another path; "
@@ -64,7 +73,7 @@ def slide_input(wildcards):
     """The slide as an input when it exists (or the demo will make it). A missing file is not an
     input, so the DAG still builds and only that slide's job fails, with a message naming it."""
     path = SLIDES[wildcards.slide]["path"]
-    demo_slide = USE_DEMO and wildcards.slide in COHORT_SLIDES
+    demo_slide = USE_DEMO and (wildcards.slide in COHORT_SLIDES or DEMO_NEW)
     return [path] if demo_slide or Path(path).exists() else []
 
 
@@ -78,7 +87,8 @@ def slide_input(wildcards):
 # existing result depends on (a job that failed runs again anyway);
 # runtime knobs (threads, batch size, readers, device) are resources.
 DEPENDS = {
-    "demo_cohort": ["demo.*"],
+    "demo_cohort": ["demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px"],
+    "demo_new_patients": ["demo.new_patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px"],
     "segment": ["segment.*", "cohort.mpp_range"],
     "tile": ["tile.target_mpp", "tile.patch_size", "tile.mpp_tolerance", "tile.min_coverage",
              "tile.max_ink_fraction"],
@@ -87,6 +97,7 @@ DEPENDS = {
     "genes": ["genes.*", "labels.*"],
     "evaluate": ["evaluate.risk_groups"],
     "predict": ["evaluate.risk_groups", "predict.allow_other_mpp"],
+    "heatmaps": ["heatmap.*"],
 }
 TRAIN_KEYS = ["train.epochs", "train.lr", "train.weight_decay", "train.grad_accum", "train.balanced_sampling",
               "train.scheduler", "train.seed", "train.inner_val_fraction"]

@@ -1,4 +1,10 @@
-# The synthetic demo cohort: the first job of the DAG when config.yaml names no slide sheet.
+# The synthetic demo cohort: the first job of the DAG when config.yaml names no slide sheet;
+# its new patients (slides only) are the patients `predict` scores when no predict sheet is given.
+
+
+def demo_args(patients):
+    return "--patients {} --seed {seed} --width {width_px} --height {height_px} --mpp {level0_mpp}".format(
+        patients, **config["demo"])
 
 
 rule demo_cohort:
@@ -10,8 +16,7 @@ rule demo_cohort:
     params:
         **depends_on("demo_cohort"),
         out_dir=lambda wc, output: str(Path(output.sheet).parent),
-        args=lambda wc, output: "--patients {patients} --seed {seed} --width {width_px} --height {height_px} "
-        "--mpp {level0_mpp}".format(**config["demo"]),
+        args=lambda wc, output: demo_args(config["demo"]["patients"]),
     conda:
         "../../envs/slides.yaml"
     log:
@@ -20,3 +25,22 @@ rule demo_cohort:
         f"{RESULTS}/benchmarks/demo_cohort.tsv"
     shell:
         "python -m ghanet_pipeline demo-cohort {params.out_dir:q} {params.args} 2> {log:q}"
+
+
+rule demo_new_patients:
+    output:
+        slides=[f"{DEMO_DIR}/slides/{sid}.tiff" for sid in PREDICT_SLIDES] if DEMO_NEW else [],
+        sheet=f"{DEMO_DIR}/new_patients.csv",
+        truth=f"{DEMO_DIR}/new_patients_truth.csv",
+    params:
+        **depends_on("demo_new_patients"),
+        out_dir=lambda wc, output: str(Path(output.sheet).parent),
+        args=lambda wc, output: demo_args(config["demo"]["new_patients"]),
+    conda:
+        "../../envs/slides.yaml"
+    log:
+        f"{RESULTS}/logs/demo_new_patients.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/demo_new_patients.tsv"
+    shell:
+        "python -m ghanet_pipeline demo-new-patients {params.out_dir:q} {params.args} 2> {log:q}"

@@ -10,10 +10,12 @@ rule heatmaps:
         sheet=SHEET,
         features=f"{FEATURES_DIR}/manifest.csv",
     output:
-        report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["{name}.png"],
+        report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["{name}.png", "{name}.jpg"],
                caption="../report/heatmaps.rst", category="Heatmaps", subcategory="fold {fold}",
                labels={"fold": "{fold}", "image": "{name}"}),
     params:
+        **depends_on("heatmaps"),
+        sections=sections_json("heatmap"),
         features_dir=lambda wc, input: FEATURES_DIR,  # derived: the features themselves are inputs
     conda:
         "../../envs/deep-learning.yaml"
@@ -23,4 +25,5 @@ rule heatmaps:
         f"{RESULTS}/benchmarks/heatmaps/fold_{{fold}}.tsv"
     shell:
         "python -m ghanet_pipeline heatmaps --model {input.model:q} --fold-csv {input.fold:q} --patients {input.patients:q}"
-        " --slide-sheet {input.sheet:q} --features-dir {params.features_dir:q} --out-dir {output:q} 2> {log:q}"
+        " --slide-sheet {input.sheet:q} --features-dir {params.features_dir:q} --params {params.sections:q}"
+        " --out-dir {output:q} 2> {log:q}"

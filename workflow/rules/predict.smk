@@ -4,18 +4,19 @@
 
 rule predict:
     input:
-        sheet=config["predict"]["slide_sheet"] or [],
+        sheet=PREDICT_SHEET or [],
         features=[f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES],
         models=expand(f"{MODELS_DIR}/{config['predict']['model']}/fold_{{fold}}/model.pt", fold=FOLDS),
     output:
         csv=report(f"{PREDICT_DIR}/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
-        heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["{name}.png"],
+        heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["{name}.png", "{name}.jpg"],
                         caption="../report/predict_heatmaps.rst", category="Predictions",
                         labels={"image": "{name}"})
         if config["predict"]["heatmaps"] else [],
     params:
         **depends_on("predict"),
-        sections=sections_json("predict", evaluate={"risk_groups": config["evaluate"]["risk_groups"]}),
+        **depends_on("heatmaps"),  # how its heatmaps are drawn (recorded with or without them: cheap)
+        sections=sections_json("predict", "heatmap", evaluate={"risk_groups": config["evaluate"]["risk_groups"]}),
         models_dir=lambda wc, input: str(Path(input.models[0]).parent.parent),
         features_dir=lambda wc, input: FEATURES_DIR,  # derived: the features themselves are inputs
         # derived from the outputs: drawing heatmaps or not changes no prediction
