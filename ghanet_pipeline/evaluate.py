@@ -256,7 +256,9 @@ def plot_c_index(folds: pd.DataFrame, path) -> None:
                     capsize=4, zorder=4)
     ax.axhline(0.5, ls="--", color="0.6")
     spread = folds.groupby("model").c_index.agg(["mean", "std"]).fillna(0)
-    lo, hi = min(0.0, (spread["mean"] - spread["std"]).min() - 0.05), max(1.0, (spread["mean"] + spread["std"]).max() + 0.05)
+    # a margin beyond 0 and 1: a fold's C-index of exactly 0 or 1 is a whole dot, not half of one
+    lo = min(-0.04, (spread["mean"] - spread["std"]).min() - 0.05)
+    hi = max(1.04, (spread["mean"] + spread["std"]).max() + 0.05)
     ax.set(xticks=range(len(models)), xticklabels=models, ylabel="C-index (held-out fold)",
            title="C-index per fold (dots) and mean +- sd", ylim=(lo, hi))  # nothing runs off the axis
     fig.tight_layout()

@@ -101,7 +101,10 @@ def _scale_bar(ax, width_px: int, um_per_px: float) -> None:
     um = min(SCALE_BARS_UM, key=lambda b: abs(b - target))
     px = um / um_per_px
     x0, y0 = 0.04 * width_px, ax.get_ylim()[0] * 0.95
-    ax.plot([x0, x0 + px], [y0, y0], color="black", linewidth=3, solid_capstyle="butt")
+    from matplotlib import patheffects
+
+    halo = [patheffects.withStroke(linewidth=6, foreground="white")]  # readable over ink and tissue
+    ax.plot([x0, x0 + px], [y0, y0], color="black", linewidth=3, solid_capstyle="butt", path_effects=halo)
     label = f"{um // 1000} mm" if um >= 1000 else f"{um} \u00b5m"
     ax.text(x0 + px / 2, y0 * 0.985, label, ha="center", va="bottom", fontsize=8,
             bbox=dict(facecolor="white", alpha=0.7, edgecolor="none", pad=1))

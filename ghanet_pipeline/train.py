@@ -321,6 +321,10 @@ def plot_history(history: pd.DataFrame, title: str, path) -> None:
             ax.plot(history.epoch, history[c], label=c[len("recon_"):])
         ax.set(xlabel="epoch", ylabel="(1 - cos)^3 + MSE", title="reconstruction per gene family")
         ax.legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     fig.tight_layout()
     plots.save_figure(fig, path)
 

@@ -10,7 +10,7 @@ rule heatmaps:
         sheet=SHEET,
         features=f"{FEATURES_DIR}/manifest.csv",
     output:
-        report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["{name}.png", "{name}.jpg"],
+        report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["{name}.png"],
                caption="../report/heatmaps.rst", category="Heatmaps", subcategory="fold {fold}",
                labels={"fold": "{fold}", "image": "{name}"}),
     params:

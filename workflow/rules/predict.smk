@@ -9,7 +9,7 @@ rule predict:
         models=expand(f"{MODELS_DIR}/{config['predict']['model']}/fold_{{fold}}/model.pt", fold=FOLDS),
     output:
         csv=report(f"{PREDICT_DIR}/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
-        heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["{name}.png", "{name}.jpg"],
+        heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["{name}.png"],
                         caption="../report/predict_heatmaps.rst", category="Predictions",
                         labels={"image": "{name}"})
         if config["predict"]["heatmaps"] else [],
