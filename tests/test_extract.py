@@ -8,24 +8,11 @@ import tifffile
 import torch
 
 from conftest import REPO, bad_input, error_line, ghanet_in_process, names_item_and_fix, run_ghanet
-from ghanet_pipeline import encoders, extract, features, formats, segment, tile
+from ghanet_pipeline import encoders, extract, features, formats
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.errors import GhanetError
 
 CFG = validate_config({})
-
-
-@pytest.fixture(scope="module")
-def tiled(demo_cohort, tmp_path_factory):
-    """A demo slide segmented and tiled (the extract stage's real inputs)."""
-    out, sheet = demo_cohort
-    d = tmp_path_factory.mktemp("tiled")
-    slide = sheet.path[0]
-    segment.run(slide, sheet.slide_id[0], CFG["segment"], geojson=d / "s.geojson", qc_png=d / "s.png",
-                stats_json=d / "s.json")
-    tile.run(slide, sheet.slide_id[0], CFG["tile"], contours=d / "s.geojson", coords_h5=d / "c.h5",
-             qc_png=d / "t.png")
-    return slide, sheet.slide_id[0], d / "c.h5"
 
 
 def _classify(model, image):
@@ -81,7 +68,8 @@ def test_checkpoint_loading_and_architecture_mismatch(tmp_path):
         encoders.load("resnet50_trunc", str(tmp_path / "lite.pth"))
     with pytest.raises(GhanetError, match="encoder uni: weights file .*nope.bin not found; set extract.weights to a local copy of MahmoodLab/UNI"):
         encoders.load("uni", str(tmp_path / "nope.bin"))
-    with pytest.raises(GhanetError, match="encoder uni needs a local weights file.*random"):
+    with pytest.raises(GhanetError, match="encoder uni: weights not found; looked in .*huggingface-cli download "
+                                          "MahmoodLab/UNI.*or set extract.weights to the file"):
         encoders.load("uni", None)
 
 

@@ -1,0 +1,200 @@
+"""The encoder registry, entry by entry, without the real weights: each built model's size and
+width against its model card, weights found in a local Hugging Face cache laid out as the hub
+publishes them (HF_HUB_OFFLINE=1), pooling on known tokens, and the preflight that says what is
+missing before any job runs."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import error_line, run_ghanet
+from ghanet_pipeline import encoders, extract, formats
+from ghanet_pipeline.config import validate_config
+from ghanet_pipeline.errors import GhanetError
+
+HUB = [name for name, spec in encoders.REGISTRY.items() if spec.hf_repo and name != "resnet50_trunc"]
+LARGE = {"uni2-h", "virchow", "virchow2", "h-optimus-0", "h-optimus-1", "prov-gigapath"}  # 0.6-1.1B
+
+
+def _published(text: str) -> tuple[float, float]:
+    """'1.1B' -> (1.1e9, tolerance): half a unit of the last significant digit ('300M': of the 3),
+    at least 0.5% ('632M' is the nominal ViT-H size, which the SwiGLU variants match to 0.2%)."""
+    number, unit = re.fullmatch(r"([\d.]+)([MB])", text).groups()
+    scale = {"M": 1e6, "B": 1e9}[unit]
+    if "." in number:
+        step = 10.0 ** -len(number.split(".")[1])
+    else:
+        step = 10.0 ** (len(number) - len(number.rstrip("0")))
+    value = float(number) * scale
+    return value, max(0.5 * step * scale, 0.005 * value)
+
+
+@pytest.mark.parametrize("name", [n for n, s in encoders.REGISTRY.items() if s.params])
+def test_each_entry_is_the_published_architecture(name):
+    """Built on the meta device (no memory, no time): parameters and width as the card says."""
+    spec = encoders.REGISTRY[name]
+    with torch.device("meta"):
+        model = spec.build()
+        out = model(torch.zeros(2, 3, spec.input_size, spec.input_size))
+    n = sum(p.numel() for p in model.parameters())
+    value, tol = _published(spec.params)
+    assert abs(n - value) <= tol, f"{name}: {n / 1e6:.1f}M parameters, the card says {spec.params}"
+    assert tuple(out.shape) == (2, spec.dim)
+    assert spec.pooling in encoders.POOLINGS and spec.card and spec.gate
+    assert len(spec.mean) == len(spec.std) == 3
+
+
+def test_pooling_of_known_tokens():
+    # 2 images, 1 CLS + 4 registers + 3 patch tokens of width 2
+    tokens = torch.arange(2 * 8 * 2, dtype=torch.float32).reshape(2, 8, 2)
+    cls, patches = tokens[:, 0], tokens[:, 5:]
+    assert torch.equal(encoders.pool_tokens(tokens, "cls", 5), cls)
+    assert torch.equal(encoders.pool_tokens(tokens, "mean", 5), patches.mean(1))
+    both = encoders.pool_tokens(tokens, "cls+mean", 5)
+    assert both.shape == (2, 4) and torch.equal(both[:, :2], cls)
+    assert torch.allclose(both[0, 2:], torch.tensor([12.0, 13.0]))  # tokens 5, 6, 7: (10+12+14)/3, ...
+    # a registered model pools its own forward_features that way (registers excluded)
+    spec = encoders.REGISTRY["h0-mini"]
+    torch.manual_seed(0)
+    model = spec.build().eval()
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        t = model.net.forward_features(x)
+        assert model.net.num_prefix_tokens == 5 and t.shape == (1, 261, 768)
+        assert torch.equal(model(x), torch.cat([t[:, 0], t[:, 5:].mean(1)], -1))
+
+
+def _write_cache(root, repo: str, files: dict) -> str:
+    """A local hub cache in the standard layout: models--org--name/{refs/main, snapshots/<rev>/...}."""
+    base = root / f"models--{repo.replace('/', '--')}"
+    snap = base / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snap.mkdir(parents=True)
+    (base / "refs").mkdir()
+    (base / "refs/main").write_text(snap.name)
+    for name, write in files.items():
+        write(snap / name)
+    return str(snap)
+
+
+def _save_weights(model, spec, path):
+    target = model.net.model if isinstance(model.net, encoders._HFTokens) else model.net
+    state = {k: v.contiguous() for k, v in target.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in HUB])
+def test_weights_are_found_in_the_local_cache_and_loaded(name, tmp_path, monkeypatch):
+    """Random weights saved where the hub puts them (its first published file, and the published
+    config with a normalisation of its own) load with nothing but the encoder's name; the features
+    are the saved model's, not a fresh random model's."""
+    spec = encoders.REGISTRY[name]
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(GhanetError, match=re.escape(f"huggingface-cli download {spec.hf_repo}")):
+        encoders.load(name, None)
+    torch.manual_seed(11)
+    saved = spec.build().eval()
+    x = torch.rand(2, 3, spec.input_size, spec.input_size)
+    with torch.no_grad():
+        want = saved(x)
+    mean, std = [0.6, 0.5, 0.7], [0.2, 0.25, 0.15]
+    config = ("preprocessor_config.json", {"image_mean": mean, "image_std": std}) if name == "phikon-v2" else (
+        "config.json", {"architecture": "vit", "num_classes": 0, "pretrained_cfg": {"mean": mean, "std": std}})
+    snap = _write_cache(tmp_path / "hub", spec.hf_repo, {
+        spec.hf_files[0]: lambda p: _save_weights(saved, spec, p),
+        config[0]: lambda p: p.write_text(json.dumps(config[1])),
+    })
+    del saved
+    assert encoders.locate(spec, None).path == f"{snap}/{spec.hf_files[0]}"
+    loaded_spec, model, digest = encoders.load(name, None)
+    shutil.rmtree(tmp_path / "hub")  # up to 4.5 GB a model; pytest keeps its temporary folders
+    with torch.no_grad():
+        got = model(x)
+    assert torch.allclose(got, want, atol=1e-5) and got.shape == (2, spec.dim)
+    assert loaded_spec.mean == tuple(mean) and loaded_spec.std == tuple(std)  # the weights' own config
+    if name not in LARGE:  # a random build gives other features (the equality above says as much)
+        _, fresh, fresh_digest = encoders.load(name, "random")
+        with torch.no_grad():
+            assert not torch.allclose(fresh(x), want, atol=1e-3) and fresh_digest != digest
+
+
+@pytest.mark.slow
+def test_uni2h_from_the_cache_with_nothing_but_its_name(tiled, tmp_path, monkeypatch):
+    """The user's case: UNI2-h in the Hugging Face cache, `extract.encoder: uni2-h` and nothing else."""
+    slide, sid, coords_h5 = tiled
+    coords, attrs = formats.read_coords(coords_h5)
+    few = tmp_path / "few.h5"
+    formats.write_coords(few, coords[:2], attrs)  # two tiles: a ViT-H on the CPU is slow
+    spec = encoders.REGISTRY["uni2-h"]
+    torch.manual_seed(3)
+    _write_cache(tmp_path / "hub", spec.hf_repo, {"pytorch_model.bin": lambda p: _save_weights(spec.build(), spec, p)})
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    params = validate_config({"extract": {"encoder": "uni2-h"}})["extract"]
+    res = extract.run(slide, sid, params, coords_h5=few, features_h5=tmp_path / "f.h5", device="cpu")
+    shutil.rmtree(tmp_path / "hub")
+    assert res["dim"] == 1536 and res["n_tiles"] == 2 and res["encoder"] == "uni2-h"
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(GhanetError, match="unknown encoder 'virchow-2'; did you mean 'virchow2'"):
+        encoders.resolve("virchow-2")
+    with pytest.raises(GhanetError, match="did you mean 'h-optimus-0'"):
+        encoders.resolve("hoptimus-0")
+
+
+def test_timm_hub_id_is_built_from_its_cached_config(tmp_path, monkeypatch):
+    """`timm:hf-hub:<repo>`: architecture and arguments from the cached config.json, weights beside it."""
+    import timm
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(GhanetError, match="huggingface-cli download someone/tiny-vit"):
+        encoders.resolve("timm:hf-hub:someone/tiny-vit")
+    cfg = {"architecture": "vit_tiny_patch16_224", "num_classes": 0, "model_args": {"img_size": 112},
+           "pretrained_cfg": {"input_size": [3, 112, 112], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}
+    torch.manual_seed(2)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=112).eval()
+    from safetensors.torch import save_file
+
+    _write_cache(tmp_path / "hub", "someone/tiny-vit", {
+        "config.json": lambda p: p.write_text(json.dumps(cfg)),
+        "model.safetensors": lambda p: save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(p)),
+    })
+    spec, model, _ = encoders.load("timm:hf-hub:someone/tiny-vit", None)
+    x = torch.rand(1, 3, 112, 112)
+    with torch.no_grad():
+        assert spec.dim == 192 and spec.input_size == 112 and spec.mean == (0.5, 0.5, 0.5)
+        assert torch.allclose(model(x), net(x), atol=1e-6)
+
+
+def test_encoders_command_says_where_each_weight_is(tmp_path):
+    spec = encoders.REGISTRY["virchow2"]
+    snap = _write_cache(tmp_path / "hub", spec.hf_repo, {"model.safetensors": lambda p: p.write_bytes(b"x")})
+    proc = run_ghanet("encoders", env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line and not line.startswith(" ")}
+    assert set(encoders.REGISTRY) <= set(lines)
+    assert f"found: {snap}/model.safetensors" in lines["virchow2"] and "2560" in lines["virchow2"]
+    assert "not found" in lines["uni2-h"] and "huggingface-cli download MahmoodLab/UNI2-h" in lines["uni2-h"]
+    assert "found: packaged" in lines["efficientnet_lite0"]
+
+
+def test_check_config_locates_the_weights_before_any_job(tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("extract:\n  encoder: uni2-h\n")
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub")}
+    proc = run_ghanet("check-config", cfg, env=env)
+    line = error_line(proc)
+    assert "the encoder cannot be loaded" in line
+    assert "encoder uni2-h: weights not found (looked in" in proc.stderr
+    assert "huggingface-cli download MahmoodLab/UNI2-h" in proc.stderr and "CUDA: " in proc.stdout
+    _write_cache(tmp_path / "hub", "MahmoodLab/UNI2-h", {"pytorch_model.bin": lambda p: p.write_bytes(b"x")})
+    proc = run_ghanet("check-config", cfg, env=env)
+    assert proc.returncode == 0 and "encoder uni2-h: 1536-d, weights " in proc.stdout, proc.stderr
