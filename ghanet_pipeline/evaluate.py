@@ -238,11 +238,19 @@ def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path) -> N
         r = table.loc[model]
         hr = (f"HR high vs low {r.hr_high_vs_low:.2f} ({r.hr_ci_low:.2f}-{r.hr_ci_high:.2f})"
               if np.isfinite(r.hr_high_vs_low) else "HR not estimable")
-        ax.set(title=f"{model}: log-rank p = {r.logrank_p:.3g}\n{hr}", xlabel="months",
+        ax.set(title=f"{label(model)}: log-rank p = {r.logrank_p:.3g}\n{hr}", xlabel="months",
                ylabel="survival probability", ylim=(0, 1.05))
     fig.suptitle("Held-out patients by predicted risk (cut-offs from each fold's training patients)")
     fig.tight_layout()
     plots.save_figure(fig, path)
+
+
+# what each model is, in tables and figures: our SNN is not MCAT's (which takes every omic feature)
+MODEL_LABELS = {"ghanet": "G-HANet", "abmil": "ABMIL", "snn": "SNN (fold-selected genes)"}
+
+
+def label(model: str) -> str:
+    return MODEL_LABELS.get(model, model)
 
 
 def plot_c_index(folds: pd.DataFrame, path) -> None:
@@ -259,7 +267,7 @@ def plot_c_index(folds: pd.DataFrame, path) -> None:
     # a margin beyond 0 and 1: a fold's C-index of exactly 0 or 1 is a whole dot, not half of one
     lo = min(-0.04, (spread["mean"] - spread["std"]).min() - 0.05)
     hi = max(1.04, (spread["mean"] + spread["std"]).max() + 0.05)
-    ax.set(xticks=range(len(models)), xticklabels=models, ylabel="C-index (held-out fold)",
+    ax.set(xticks=range(len(models)), xticklabels=[label(m) for m in models], ylabel="C-index (held-out fold)",
            title="C-index per fold (dots) and mean +- sd", ylim=(lo, hi))  # nothing runs off the axis
     fig.tight_layout()
     plots.save_figure(fig, path)
@@ -270,8 +278,9 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
     plt = plots.pyplot()
     models = list(comparison.model)
     pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 1.4 + 0.55 * max(len(models), len(pairs), 1)),
-                             gridspec_kw={"width_ratios": [1, 1.2]})
+    # one panel above the other: model names and pairs get the left margin, the numbers the right
+    fig, axes = plt.subplots(2, 1, figsize=(10, 2.2 + 0.45 * (len(models) + max(len(pairs), 1))),
+                             gridspec_kw={"height_ratios": [len(models), max(len(pairs), 1)]})
     t = comparison.set_index("model")
     for y, m in enumerate(models):
         r = t.loc[m]
@@ -280,7 +289,8 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
         axes[0].text(1.02, y, f"{r.c_index_mean:.3f} [{r.c_index_ci_low:.3f}, {r.c_index_ci_high:.3f}]",
                      va="center", fontsize=8, transform=axes[0].get_yaxis_transform())
     axes[0].axvline(0.5, ls="--", color="0.6")
-    axes[0].set(yticks=range(len(models)), yticklabels=models, xlabel="C-index (mean over folds), 95% CI",
+    axes[0].set(yticks=range(len(models)), yticklabels=[label(m) for m in models],
+                xlabel="C-index (mean over folds), 95% CI",
                 xlim=(0, 1), ylim=(-0.6, len(models) - 0.4))
     axes[0].invert_yaxis()
     for y, (a, b) in enumerate(pairs):
@@ -290,12 +300,12 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
         axes[1].text(1.02, y, f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}], p = {p:.2g}", va="center", fontsize=8,
                      transform=axes[1].get_yaxis_transform())
     axes[1].axvline(0, ls="--", color="0.6")
-    axes[1].set(yticks=range(len(pairs)), yticklabels=[f"{a} - {b}" for a, b in pairs],
+    axes[1].set(yticks=range(len(pairs)), yticklabels=[f"{label(a)} - {label(b)}" for a, b in pairs],
                 xlabel="paired difference in C-index, 95% CI", ylim=(-0.6, max(len(pairs), 1) - 0.4))
     axes[1].invert_yaxis()
     fig.suptitle(f"Out-of-fold C-index: bootstrap over patients ({BOOTSTRAP} resamples within folds)")
     fig.tight_layout()
-    fig.subplots_adjust(wspace=0.75, right=0.8)  # room for the numbers right of each panel
+    fig.subplots_adjust(right=0.72, hspace=0.6)  # room for the numbers right of each panel
     plots.save_figure(fig, path)
 
 
@@ -312,6 +322,7 @@ def run(model_dirs: list[str], params: dict, *, out_dir) -> pd.DataFrame:
         if len(r):
             recons[(model, fold)] = r
     res = evaluate(risks, recons, params["risk_groups"])
+    res["comparison"].insert(1, "model_label", res["comparison"].model.map(label))
     out = Path(out_dir)
     for name in ("comparison", "folds", "oof", "reconstruction"):
         with atomic_path(out / f"{name}.csv") as tmp:
