@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from . import __version__
 from .config import load_config, validate_config
@@ -230,7 +231,7 @@ def cmd_slide_report(args) -> None:
 
     if len(args.stats) != len(args.coords):
         raise GhanetError("slide-report needs one --coords file per --stats file, in the same order")
-    table = report.run(args.stats, args.coords, args.out)
+    table = report.run(args.stats, args.coords, args.out, sheets=args.sheets)
     empty = table[table.status != "ok"]
     log.info("slide report: %d slides, %d without tiles%s", len(table), len(empty),
              f" ({', '.join(empty.slide_id)})" if len(empty) else "")
@@ -279,6 +280,68 @@ def _cuda_line() -> str:
     if torch.cuda.is_available():
         return f"CUDA: {torch.cuda.device_count()} GPU(s) visible, {torch.cuda.get_device_name(0)}"
     return f"CUDA: none ({_no_cuda_reason(torch)}); GPU jobs will run on the CPU"
+
+
+SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm")
+
+
+def cmd_init(args) -> None:
+    """A slide sheet from a folder of slides (mpp read from each file) and a config that names it."""
+    import os
+    import re
+
+    from . import wsi
+
+    folder, sheet, config = Path(args.slides), Path(args.sheet), Path(args.config_out)
+    for path in (sheet, config):
+        if path.exists():
+            raise GhanetError(f"{path} exists; move it away or choose another name (--sheet/--config-out)")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SLIDE_SUFFIXES and p.is_file()
+                   and p.suffix.lower() != ".dcm")
+    files += sorted({p.parent for p in folder.rglob("*.dcm")})  # a DICOM slide is a folder of files
+    if not files:
+        raise GhanetError(f"no slides under {folder} (looked for {', '.join(SLIDE_SUFFIXES)}); give the folder "
+                          "that holds them")
+    rows, unknown, seen = [], [], set()
+    for path in files:
+        sid = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem if path.is_file() else path.name).lstrip("._-") or "slide"
+        while sid in seen:
+            sid += "_dup"
+        seen.add(sid)
+        tcga = re.match(r"^(TCGA-[A-Z0-9]{2}-[A-Z0-9]{4})", sid)  # a TCGA barcode's patient part
+        mpp = ""
+        try:
+            slide = wsi.open_slide(path, sid)
+            try:
+                mpp = f"{wsi.resolve_mpp(slide, sid, None, None)[0]:.4g}"
+            finally:
+                slide.close()
+        except GhanetError as exc:
+            unknown.append(f"{sid}: {exc}")
+        rows.append({"slide_id": sid, "case_id": tcga.group(1) if tcga else sid,
+                     "path": os.path.relpath(path.resolve(), sheet.resolve().parent),
+                     "mpp": mpp})
+    import csv
+
+    from .io import atomic_path
+
+    with atomic_path(sheet) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["slide_id", "case_id", "path", "mpp"])
+        w.writeheader()
+        w.writerows(rows)
+    template = Path(__file__).resolve().parent.parent / "config.yaml"  # the workflow's own, beside the package
+    template = template.read_text() if template.is_file() else "cohort:\n  slide_sheet: null \n  clinical: null\n"
+    text = re.sub(r"(?m)^  slide_sheet: null .*$", f"  slide_sheet: {sheet}      # written by ghanet init from {folder}",
+                  template, count=1)
+    text = re.sub(r"(?m)^  clinical: null.*$", "  clinical: null         # your MCAT-format clinical table, to train",
+                  text, count=1)
+    with atomic_path(config) as tmp:
+        tmp.write_text(text)
+    print(f"{sheet}: {len(rows)} slides of {len({r['case_id'] for r in rows})} patients "
+          f"(case_id: the TCGA patient barcode where there is one, else the slide id; edit as needed)")
+    for line in unknown:
+        print(f"  no usable resolution, fill its mpp column: {line}")
+    print(f"{config}: the default config with cohort.slide_sheet set; then `ghanet check-config {config}`")
 
 
 def cmd_check_config(args) -> None:
@@ -436,8 +499,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("slide-report", help="cohort QC table: tissue, pieces and tiles per slide")
     p.add_argument("--stats", nargs="+", required=True, help="segment stats JSON files")
     p.add_argument("--coords", nargs="+", required=True, help="coords HDF5 files, same order")
+    p.add_argument("--sheets", nargs="*", default=[],
+                   help="slide sheets whose case_id and extra columns (scanner, site, ...) the table carries")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_slide_report)
+
+    p = sub.add_parser("init", help="write a slide sheet from a folder of slides, and a config naming it")
+    p.add_argument("--slides", required=True, help="the folder of slides (searched recursively)")
+    p.add_argument("--sheet", default="slides.csv", help="the sheet to write (paths relative to its folder)")
+    p.add_argument("--config-out", default="config.yaml", help="the config to write")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("encoders", help="list the encoders and whether their weights are in the local cache")
     p.add_argument("config_file", nargs="?", default=None, help="a config.yaml whose extract.weights to check too")

@@ -19,7 +19,8 @@ import pandas as pd
 from .errors import GhanetError
 
 OMIC_SUFFIXES = ("_rnaseq", "_cnv", "_mut")
-REQUIRED = ("case_id", "survival_months", "censorship")
+REQUIRED = ("case_id", "survival_months")
+STATUS = {"censorship": "1 = censored, 0 = event (MCAT)", "event": "1 = event, 0 = censored (STAMP, lifelines)"}
 
 
 @dataclass
@@ -33,7 +34,9 @@ def omic_columns(columns) -> list[str]:
     return [c for c in columns if c.endswith(OMIC_SUFFIXES)]
 
 
-def load_clinical(path: str | Path) -> pd.DataFrame:
+def load_clinical(path: str | Path, status_column: str = "censorship") -> pd.DataFrame:
+    """The clinical table with `censorship` (1 = censored), whichever status column it declares
+    (cohort.status_column): an `event` column is turned into censorship = 1 - event."""
     path = Path(path)
     if not path.is_file():
         raise GhanetError(f"clinical table {path} not found; set cohort.clinical to the MCAT-format CSV")
@@ -45,6 +48,16 @@ def load_clinical(path: str | Path) -> pd.DataFrame:
     if missing:
         raise GhanetError(f"clinical table {path}: missing column(s) {', '.join(missing)}; the MCAT "
                           "format has case_id, slide_id, survival_months, censorship (1 = censored)")
+    if status_column not in df.columns:
+        other = next(c for c in STATUS if c != status_column)
+        fix = (f"it has `{other}` ({STATUS[other]}): set cohort.status_column: {other} if that is what "
+               "it means" if other in df.columns else f"add it, or name the column you have in cohort.status_column")
+        raise GhanetError(f"clinical table {path}: no `{status_column}` column, which cohort.status_column "
+                          f"declares ({STATUS[status_column]}); {fix}")
+    if status_column == "event":
+        event = pd.to_numeric(df["event"], errors="coerce")
+        # 1 - event keeps a bad value bad (2 -> -1), so the check of the status below still names it
+        df["censorship"] = (1 - event).where(event.notna(), df["event"])
     if not omic_columns(df.columns):
         raise GhanetError(f"clinical table {path}: no omic columns (<GENE>_rnaseq, _cnv or _mut)")
     df["case_id"] = df["case_id"].astype(str)

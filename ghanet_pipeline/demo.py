@@ -318,10 +318,15 @@ def write_cohort(out: Path, patients: int, seed: int, *, width: int = 4096, heig
     clinical, signatures = clinical_table(patients, seed)
     sheet_df = pd.DataFrame(sheet)
     for name, df in (("clinical.csv", clinical), ("signatures.csv", signatures),
-                     ("slides.csv", sheet_df)):
+                     ("slides.csv", _relative_paths(sheet_df, out))):
         with atomic_path(out / name) as tmp:
             df.to_csv(tmp, index=False)
     return sheet_df
+
+
+def _relative_paths(sheet: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """The sheet as written: paths relative to its own folder (how sheets are read)."""
+    return sheet.assign(path=[str(Path(p).relative_to(folder)) for p in sheet.path])
 
 
 def write_new_patients(out: Path, new_patients: int, seed: int, *, width: int = 4096, height: int = 3072,
@@ -340,9 +345,9 @@ def write_new_patients(out: Path, new_patients: int, seed: int, *, width: int = 
         sheet.append({"slide_id": s.slide_id, "case_id": s.case_id, "path": str(path)})
         truth.append({"case_id": s.case_id, **{f"{p}_fraction": round(float(z[n, k]), 4) for k, p in enumerate(PROGRAMS)},
                       "true_log_hazard": round(float(_log_hazard(z)[n]), 4)})
-    tables = {"new_patients.csv": pd.DataFrame(sheet, columns=["slide_id", "case_id", "path"]),
-              "new_patients_truth.csv": pd.DataFrame(truth)}
-    for name, df in tables.items():
+    sheet_df = pd.DataFrame(sheet, columns=["slide_id", "case_id", "path"])
+    for name, df in (("new_patients.csv", _relative_paths(sheet_df, out)),
+                     ("new_patients_truth.csv", pd.DataFrame(truth))):
         with atomic_path(out / name) as tmp:
             df.to_csv(tmp, index=False)
-    return tables["new_patients.csv"]
+    return sheet_df

@@ -40,8 +40,21 @@ def slide_table(stats_paths: list, coords_paths: list) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(stats_paths: list, coords_paths: list, out_csv) -> pd.DataFrame:
+def with_sheet_columns(table: pd.DataFrame, sheets: list) -> pd.DataFrame:
+    """The table with each slide's case_id and the sheets' own extra columns (scanner, site, ...)."""
+    from .sheet import COLUMNS, read_slides
+
+    rows = {sid: row for sheet in sheets for sid, row in read_slides(sheet).items()}
+    extra = list(dict.fromkeys(k for row in rows.values() for k in row if k not in COLUMNS))
+    carried = pd.DataFrame([{"slide_id": sid, "case_id": row["case_id"], **{k: row.get(k, "") for k in extra}}
+                            for sid, row in rows.items()], columns=["slide_id", "case_id", *extra])
+    return carried.merge(table, on="slide_id", how="right")[["slide_id", "case_id", *extra, *table.columns[1:]]]
+
+
+def run(stats_paths: list, coords_paths: list, out_csv, sheets: list = ()) -> pd.DataFrame:
     table = slide_table(stats_paths, coords_paths)
+    if sheets:
+        table = with_sheet_columns(table, sheets)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table

@@ -1,4 +1,6 @@
-"""The slide sheet: slide_id, case_id, path and optional mpp, one row per slide.
+"""The slide sheet: slide_id, case_id, path and optional mpp, one row per slide; any other
+column is kept (text). A relative path is taken from the sheet's folder, so a sheet and its
+slides can move together.
 
 Standard library only (plus jsonschema, through config): the Snakefile reads the sheet in the
 user's Snakemake environment, which has no pandas.
@@ -8,12 +10,14 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 from .config import validate_slide_row
 from .errors import ConfigError
 
 REQUIRED = ("slide_id", "case_id", "path")
+COLUMNS = (*REQUIRED, "mpp")
 
 
 def _number(text: str, where: str):
@@ -25,8 +29,9 @@ def _number(text: str, where: str):
 
 
 def read_slides(path: str | Path) -> dict[str, dict]:
-    """Read and validate a slide sheet: slide_id -> {slide_id, case_id, path, mpp (float or None)},
-    in the sheet's order; slide ids must be unique."""
+    """Read and validate a slide sheet: slide_id -> {slide_id, case_id, path, mpp (float or None),
+    any other column}, in the sheet's order; slide ids must be unique; relative paths are joined
+    to the sheet's folder."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"slide sheet {path} not found; set cohort.slide_sheet to an existing CSV")
@@ -51,6 +56,8 @@ def read_slides(path: str | Path) -> dict[str, dict]:
             if math.isnan(row["mpp"]):
                 del row["mpp"]
         validate_slide_row(row, where)
+        if not os.path.isabs(row["path"]):
+            row["path"] = os.path.normpath(os.path.join(path.parent, row["path"]))
         if row["slide_id"] in slides:
             dup.append(row["slide_id"])
         slides[row["slide_id"]] = {**row, "mpp": row.get("mpp")}

@@ -109,7 +109,8 @@ def read_fold(path) -> tuple[list[str], list[str]]:
 def run(clinical_path, slide_cases: dict[str, str], params: dict, cohort_params: dict, labels: dict, *,
         out_dir) -> dict:
     out = Path(out_dir)
-    cohort = build_cohort(load_clinical(clinical_path), slide_cases, cohort_params["on_problem"],
+    cohort = build_cohort(load_clinical(clinical_path, cohort_params["status_column"]), slide_cases,
+                          cohort_params["on_problem"],
                           source=f"clinical table {clinical_path}")
     patients = cohort.patients
     k = params["folds"]

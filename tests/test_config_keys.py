@@ -237,6 +237,25 @@ def test_fold_keys(clinical, tmp_path):
     assert list(pd.read_csv(out / "exclusions.csv")["item"]) == [ids[3]]
 
 
+@covers("cohort.status_column")
+def test_status_column_is_declared_never_guessed(tmp_path):
+    from ghanet_pipeline.cohort import load_clinical
+
+    clinical, _ = demo.clinical_table(4, 0)
+    mcat = tmp_path / "mcat.csv"
+    clinical.to_csv(mcat, index=False)
+    stamp = tmp_path / "stamp.csv"
+    clinical.assign(event=1 - clinical.censorship).drop(columns="censorship").to_csv(stamp, index=False)
+    read = load_clinical(stamp, cfg("cohort", status_column="event")["status_column"])
+    assert read.censorship.tolist() == clinical.censorship.tolist()  # the same labels, either way
+    assert load_clinical(mcat, cfg("cohort")["status_column"]).censorship.tolist() == clinical.censorship.tolist()
+    # the other column than the one declared: an error that names both, never a silent inversion
+    with pytest.raises(GhanetError, match="no `censorship` column.*it has `event`.*set cohort.status_column: event"):
+        load_clinical(stamp, "censorship")
+    with pytest.raises(GhanetError, match="no `event` column.*it has `censorship`.*status_column: censorship"):
+        load_clinical(mcat, "event")
+
+
 @covers("labels.n_bins", "labels.fit_on", "genes.alpha", "genes.correction", "genes.min_features")
 def test_label_and_gene_keys(clinical):
     tmp, table = clinical

@@ -39,9 +39,11 @@ NOTHING: dict = {}
 TABLE = {
     "results_dir": ("out", _everything(COHORT_SLIDES)),
     "cohort.slide_sheet, cohort.clinical, cohort.signatures":  # the demo's own files, copied
-        (("copies/slides.csv", "copies/clinical.csv", "copies/signatures.csv"), FROM_SPLITS),
+        (("copies/slides.csv", "copies/clinical.csv", "copies/signatures.csv"),
+         {"slide_report": 1, **FROM_SPLITS}),  # the slide table carries the sheet's columns
     "cohort.default_mpp": (0.25, NOTHING),  # every slide has mpp in its file
     "cohort.on_problem": ("exclude", NOTHING),
+    "cohort.status_column": ("event", FROM_SPLITS),  # the labels are read anew
     "cohort.mpp_range": ([0.2, 5.0], FROM_SEGMENT),
     "cohort.on_slide_error": ("skip", NOTHING),  # decides only whether a bad slide stops the run
     "cohort.max_lost_fraction": (0.5, NOTHING),  # decides only whether a problem stops the run
@@ -127,8 +129,10 @@ def finished(tiny_run, tmp_path_factory):
     pd.DataFrame({"slide_id": ["NEW-1", "NEW-2"], "case_id": ["NEW", "NEW2"], "path": [NEW, NEW]}).to_csv(
         work / "new2.csv", index=False)
     (work / "copies").mkdir()
-    for name in ("slides.csv", "clinical.csv", "signatures.csv"):
+    for name in ("clinical.csv", "signatures.csv"):
         shutil.copy(work / "results/demo" / name, work / "copies" / name)
+    sheet = pd.read_csv(work / "results/demo/slides.csv")  # paths are relative to the sheet's folder
+    sheet.assign(path="../results/demo/" + sheet.path).to_csv(work / "copies/slides.csv", index=False)
     risks = pd.read_csv(work / "results/models/snn/fold_0/risks.csv")
     val = list(risks.case_id[risks.split == "val"])
     train = list(risks.case_id[risks.split == "train"])

@@ -120,7 +120,7 @@ def test_predict_on_raw_slides_reproduces_the_evaluated_risk(tiny_run, tmp_path)
     risks = pd.read_csv(tiny_run / "results/models/ghanet/fold_1/risks.csv").set_index("case_id")
     case = risks.index[risks.split == "val"][0]
     sheet = pd.read_csv(tiny_run / "results/demo/slides.csv")
-    mine = sheet[sheet.case_id == case].assign(path=lambda d: [str(tiny_run / p) for p in d.path])
+    mine = sheet[sheet.case_id == case].assign(path=lambda d: [str(tiny_run / "results/demo" / p) for p in d.path])
     mine.to_csv(tmp_path / "new.csv", index=False)
     proc = ghanet_in_process("predict", "--slide-sheet", tmp_path / "new.csv", "--models-dir",
                       tiny_run / "results/models/ghanet", "--out", tmp_path / "p.csv", "--device", "cpu",

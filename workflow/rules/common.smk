@@ -93,7 +93,7 @@ DEPENDS = {
     "tile": ["tile.target_mpp", "tile.patch_size", "tile.mpp_tolerance", "tile.min_coverage",
              "tile.max_ink_fraction"],
     "extract": ["extract.encoder", "extract.weights", "extract.precision", "extract.channels_last"],
-    "splits": ["splits.*", "labels.n_bins"],
+    "splits": ["splits.*", "labels.n_bins", "cohort.status_column"],
     "genes": ["genes.*", "labels.*"],
     "evaluate": ["evaluate.risk_groups"],
     "predict": ["evaluate.risk_groups", "predict.allow_other_mpp"],

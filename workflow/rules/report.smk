@@ -5,6 +5,7 @@ rule slide_report:
     input:
         stats=[f"{RESULTS}/segment/{sid}.stats.json" for sid in SLIDES],
         coords=[f"{RESULTS}/tile/{sid}.h5" for sid in SLIDES],
+        sheets=[SHEET, *([PREDICT_SHEET] if PREDICT_SLIDES else [])],  # their extra columns are carried
     output:
         report(f"{RESULTS}/report/slides.csv", caption="../report/slides.rst", category="Slides"),
     conda:
@@ -14,4 +15,5 @@ rule slide_report:
     benchmark:
         f"{RESULTS}/benchmarks/slide_report.tsv"
     shell:
-        "python -m ghanet_pipeline slide-report --stats {input.stats:q} --coords {input.coords:q} --out {output:q} 2> {log:q}"
+        "python -m ghanet_pipeline slide-report --stats {input.stats:q} --coords {input.coords:q}"
+        " --sheets {input.sheets:q} --out {output:q} 2> {log:q}"
