@@ -143,6 +143,20 @@ def test_uni2h_from_the_cache_with_nothing_but_its_name(tiled, tmp_path, monkeyp
     assert res["dim"] == 1536 and res["n_tiles"] == 2 and res["encoder"] == "uni2-h"
 
 
+def test_the_cache_is_where_hugging_face_puts_it(tmp_path, monkeypatch):
+    """HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub, as huggingface_hub does."""
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    spec = encoders.REGISTRY["h-optimus-0"]
+    snap = _write_cache(tmp_path / "hf/hub", spec.hf_repo, {"model.safetensors": lambda p: p.write_bytes(b"x")})
+    assert encoders.hub_cache_dir() == str(tmp_path / "hf/hub")
+    assert encoders.locate(spec, None).path == f"{snap}/model.safetensors"
+    monkeypatch.delenv("HF_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert encoders.hub_cache_dir() == str(tmp_path / "home/.cache/huggingface/hub")
+    assert encoders.locate(spec, None).path is None
+
+
 def test_unknown_name_suggests_the_closest():
     with pytest.raises(GhanetError, match="unknown encoder 'virchow-2'; did you mean 'virchow2'"):
         encoders.resolve("virchow-2")
