@@ -438,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", required=True, help="patients.csv.gz written by `ghanet splits`")
     p.add_argument("--fold-csv", required=True, help="fold file (train, val columns)")
     p.add_argument("--fold", type=int, required=True)
-    p.add_argument("--signatures", required=True, help="six-family signatures CSV")
+    p.add_argument("--signatures", default=None,
+                   help="six-family signatures CSV (none: a survival-only cohort, time bins only)")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_genes)
 

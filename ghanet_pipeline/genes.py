@@ -82,7 +82,8 @@ def select(patients: pd.DataFrame, train_ids, families: dict[str, list[str]], pa
 def run(patients_csv, fold_csv, signatures_path, params: dict, labels: dict, *, out_dir, fold: int) -> dict:
     patients = splits.read_patients(patients_csv)
     train_ids, val_ids = splits.read_fold(fold_csv)
-    families = family_columns(load_signatures(signatures_path), list(patients.columns))
+    # no signatures: a survival-only cohort, whose selection holds the time bins and no family
+    families = family_columns(load_signatures(signatures_path), list(patients.columns)) if signatures_path else {}
     selection, table, scaler = select(patients, train_ids, families, params, labels)
     selection.update(fold=fold, n_val=len(val_ids))
     out = Path(out_dir)
@@ -91,5 +92,6 @@ def run(patients_csv, fold_csv, signatures_path, params: dict, labels: dict, *, 
     with atomic_path(out / "scaler.csv") as tmp:
         scaler.to_csv(tmp)
     write_json(out / "selection.json", selection)
-    log.info("fold %d: %s", fold, ", ".join(f"{f}: {n}" for f, n in selection["sizes"].items()))
+    log.info("fold %d: %s", fold, ", ".join(f"{f}: {n}" for f, n in selection["sizes"].items())
+             or "no omics (survival only): time bins only")
     return selection

@@ -30,6 +30,7 @@ from .model import ABMIL, SNN, GHANet, ghanet_loss, nll_survival_loss
 log = logging.getLogger("ghanet.train")
 MODELS = ("ghanet", "abmil", "snn")
 SLIDE_MODELS = ("ghanet", "abmil")  # models whose input is the slides (the SNN reads genomics)
+OMICS_MODELS = ("ghanet", "snn")  # models that need omics: G-HANet's targets, the SNN's input
 CHECKPOINT_FORMAT = "ghanet-pipeline checkpoint 1"
 # a fold's bags are kept in memory when they fit in this; otherwise read from disk each step
 CACHE_BYTES = 4 << 30
@@ -342,6 +343,9 @@ def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json,
         torch.set_num_threads(threads)
     dev = devices.resolve(device, wants_gpu and model_name in SLIDE_MODELS, "train")
     fold = load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold_k)
+    if model_name in OMICS_MODELS and not fold.families:
+        raise GhanetError(f"{model_name} needs omics, and fold {fold_k}'s selection has none (a survival-only "
+                          "cohort, or no cohort.signatures); train the slide-only model: train.models: [abmil]")
     inputs = Inputs(model_name, fold, features_dir, dev, sections["cohort"]["on_problem"])
     t0 = time.perf_counter()
     model, history, trained_on = fit(model_name, fold, inputs, params, model_params, dev)

@@ -3,6 +3,7 @@
 # the package's light modules only (demo_plan, sheet, config, failures), never numpy or pandas.
 import json
 import re
+import sys
 from pathlib import Path
 
 from ghanet_pipeline.demo_plan import plan as demo_plan
@@ -24,8 +25,49 @@ FOLDS = list(range(config["splits"]["folds"]))
 SHEET = f"{DEMO_DIR}/slides.csv" if USE_DEMO else config["cohort"]["slide_sheet"]
 CLINICAL = f"{DEMO_DIR}/clinical.csv" if USE_DEMO else config["cohort"]["clinical"]
 SIGNATURES = f"{DEMO_DIR}/signatures.csv" if USE_DEMO else config["cohort"]["signatures"]
-# without a clinical table and signatures the run does the slide work only (segment, tile, extract)
-HAS_GENOMICS = bool(CLINICAL and SIGNATURES)
+
+
+def _has_omics(path):
+    """Whether the clinical table's header has omic columns (<GENE>_rnaseq/_cnv/_mut); read with the
+    standard library, as .csv, .csv.gz or MCAT's .csv.zip. A table not there yet counts as having them
+    (the demo's is written by its first job; a missing one fails in the splits job, with its name)."""
+    import csv, gzip, io, zipfile
+
+    try:
+        if str(path).endswith(".zip"):
+            with zipfile.ZipFile(path) as z:
+                fh = io.TextIOWrapper(z.open(z.namelist()[0]), encoding="utf-8-sig")
+                header = next(csv.reader(fh))
+        else:
+            opener = gzip.open if str(path).endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+                header = next(csv.reader(fh))
+    except (OSError, StopIteration, zipfile.BadZipFile, IndexError):
+        return True
+    return any(c.endswith(("_rnaseq", "_cnv", "_mut")) for c in header)
+
+
+# without a clinical table the run does the slide work only (segment, tile, extract); with outcomes
+# but no omics (no signatures, or none of the table's columns) it is survival-only: slide models only
+HAS_OUTCOMES = bool(CLINICAL)
+HAS_GENOMICS = HAS_OUTCOMES and bool(SIGNATURES) and _has_omics(CLINICAL)
+OMICS_MODELS = ("ghanet", "snn")
+if HAS_OUTCOMES and not HAS_GENOMICS:
+    from ghanet_pipeline.config import load_schema
+
+    default_models = load_schema("config")["properties"]["train"]["properties"]["models"]["default"]
+    needs = [m for m in MODELS if m in OMICS_MODELS]
+    why = "no cohort.signatures" if not SIGNATURES else f"no omic columns in {CLINICAL}"
+    if needs and MODELS != default_models:
+        raise ValueError(f"train.models lists {', '.join(needs)}, which need omics, and this cohort has none "
+                         f"({why}); set train.models: [abmil] or add the omics")
+    if needs:
+        print(f"survival-only cohort ({why}): training the slide-only model; skipped: {', '.join(needs)}",
+              file=sys.stderr)
+    MODELS = [m for m in MODELS if m not in OMICS_MODELS]
+GENES_SIGNATURES = SIGNATURES if HAS_GENOMICS else None  # none: the genes job writes the time bins only
+# the model that scores new patients: a survival-only cohort has no G-HANet to use
+PREDICT_MODEL = config["predict"]["model"] if config["predict"]["model"] in MODELS else "abmil"
 
 
 def _slides():
@@ -224,7 +266,7 @@ def all_targets():
     targets += [f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES]
     if config["extract"]["write_pt"]:
         targets += [f"{FEATURES_DIR}/pt_files/{sid}.pt" for sid in SLIDES]
-    if HAS_GENOMICS:
+    if HAS_OUTCOMES:
         targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
         targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]
         if "ghanet" in MODELS and config["evaluate"]["heatmaps"]:

@@ -5,7 +5,7 @@ rule genes:
     input:
         patients=f"{COHORT_DIR}/patients.csv.gz",
         fold=f"{COHORT_DIR}/fold_{{fold}}.csv",
-        signatures=SIGNATURES or [],
+        signatures=GENES_SIGNATURES or [],
     output:
         selection=f"{RESULTS}/genes/fold_{{fold}}/selection.json",
         stats=f"{RESULTS}/genes/fold_{{fold}}/stats.csv",
@@ -14,6 +14,7 @@ rule genes:
         **depends_on("genes"),
         sections=sections_json("genes", "labels"),
         out_dir=lambda wc: f"{RESULTS}/genes/fold_{wc.fold}",
+        signatures=lambda wc, input: f"--signatures '{input.signatures}'" if input.signatures else "",
     conda:
         "../../envs/statistics.yaml"
     log:
@@ -22,5 +23,5 @@ rule genes:
         f"{RESULTS}/benchmarks/genes/fold_{{fold}}.tsv"
     shell:
         "python -m ghanet_pipeline genes --patients {input.patients:q} --fold-csv {input.fold:q} --fold {wildcards.fold}"
-        " --signatures {input.signatures:q} --params {params.sections:q} --out-dir {params.out_dir:q}"
+        " {params.signatures} --params {params.sections:q} --out-dir {params.out_dir:q}"
         " 2> {log:q}"

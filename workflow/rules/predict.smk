@@ -6,7 +6,7 @@ rule predict:
     input:
         sheet=PREDICT_SHEET or [],
         features=[f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES],
-        models=expand(f"{MODELS_DIR}/{config['predict']['model']}/fold_{{fold}}/model.pt", fold=FOLDS),
+        models=expand(f"{MODELS_DIR}/{PREDICT_MODEL}/fold_{{fold}}/model.pt", fold=FOLDS),
     output:
         csv=report(f"{PREDICT_DIR}/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
         heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["{name}.png"],
