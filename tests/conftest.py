@@ -145,8 +145,9 @@ def snakemake(workdir, *args, configfile=None, timeout=900, cores="2", env=None,
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-# 6 patients (7 slides, one patient with two) in 2 folds with 2 time bins and short training: the
-# smallest demo every stage can fit (the SLURM test runs it again, job by job through sbatch)
+# 6 patients (7 slides, one patient with two) in 2 folds with 2 time bins and short training, and one
+# new patient to score: the smallest demo every stage can fit (the SLURM test runs it again, job by
+# job through sbatch)
 TINY_DEMO = {"demo": {"patients": 6, "seed": 6, "width_px": 1536, "height_px": 1024, "new_patients": 1},
              "splits": {"folds": 2}, "labels": {"n_bins": 2}, "train": {"epochs": 2, "grad_accum": 4},
              "evaluate": {"heatmaps": False}}  # heatmaps are drawn in test_predict; here they would cost a minute
