@@ -11,6 +11,8 @@ stats JSON.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -200,7 +202,7 @@ def record_failure(slide_id: str, reason: str, *, geojson: str, qc_png: str, sta
     pass it on and the slide report lists it."""
     formats.write_contours(geojson, [])
     with atomic_path(qc_png) as tmp:
-        formats.write_png(tmp, np.full((64, 64, 3), 200, np.uint8))
+        formats.write_image(tmp, np.full((64, 64, 3), 200, np.uint8), fmt=Path(qc_png).suffix)
     write_json(stats_json, {"slide_id": slide_id, "status": "failed", "reason": reason, "n_pieces": 0, "n_holes": 0,
                             "tissue_area_mm2": 0.0, "pen_area_mm2": 0.0, "level0_mpp": None})
 
@@ -260,6 +262,6 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
     qc = _qc_image(slide, rgb, features, slide_id, slide_path)
     formats.write_contours(geojson, features)
     with atomic_path(qc_png) as tmp:
-        formats.write_png(tmp, qc)
+        formats.write_image(tmp, qc, fmt=Path(qc_png).suffix)
     write_json(stats_json, stats)
     return stats

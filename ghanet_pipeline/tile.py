@@ -63,7 +63,7 @@ def record_failure(slide_id: str, reason: str, *, coords_h5: str, qc_png: str) -
     """An empty coords file that says the slide failed, and why (cohort.on_slide_error: skip)."""
     formats.write_coords(coords_h5, np.zeros((0, 2), np.int64), {"slide_id": slide_id, "status": "failed",
                                                                   "reason": reason, "patch_size": 0})
-    formats.write_png(qc_png, np.full((64, 64, 3), 200, np.uint8))
+    formats.write_image(qc_png, np.full((64, 64, 3), 200, np.uint8))
 
 
 def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h5: str, qc_png: str,
@@ -117,6 +117,6 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
     for x, y in coords:
         cv2.rectangle(thumb, (int(x * f), int(y * f)), (int((x + ps0) * f), int((y + ps0) * f)),
                       (0, 120, 0), 1)
-    formats.write_png(qc_png, thumb)
+    formats.write_image(qc_png, thumb)
     return {"slide_id": slide_id, "n_tiles": int(len(coords)), "patch_level": level,
             "patch_size_level0": ps0, "mean_coverage": float(coverage.mean()) if len(coverage) else 0.0}

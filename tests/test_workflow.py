@@ -38,7 +38,7 @@ def test_demo_runs_end_to_end(tiny_run):
     for sid in sheet.slide_id:
         stats = json.loads((tmp_path / f"results/segment/{sid}.stats.json").read_text())
         assert stats["n_pieces"] >= 1
-        assert (tmp_path / f"results/segment/{sid}.qc.png").stat().st_size > 0
+        assert (tmp_path / f"results/segment/{sid}.qc.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG
         assert (tmp_path / f"results/tile/{sid}.h5").stat().st_size > 0
         assert (tmp_path / f"results/benchmarks/tile/{sid}.tsv").exists()
         assert (tmp_path / f"results/logs/segment/{sid}.log").exists()

@@ -6,7 +6,7 @@ rule segment:
         slide=slide_input,
     output:
         geojson=f"{RESULTS}/segment/{{slide}}.geojson",
-        qc=report(f"{RESULTS}/segment/{{slide}}.qc.png", caption="../report/segment_qc.rst",
+        qc=report(f"{RESULTS}/segment/{{slide}}.qc.jpg", caption="../report/segment_qc.rst",
                   category="Slide QC", subcategory="segmentation", labels={"slide": "{slide}"}),
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
     params:

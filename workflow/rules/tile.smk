@@ -8,7 +8,7 @@ rule tile:
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
     output:
         coords=f"{RESULTS}/tile/{{slide}}.h5",
-        qc=report(f"{RESULTS}/tile/{{slide}}.qc.png", caption="../report/tile_qc.rst",
+        qc=report(f"{RESULTS}/tile/{{slide}}.qc.jpg", caption="../report/tile_qc.rst",
                   category="Slide QC", subcategory="tiling", labels={"slide": "{slide}"}),
     params:
         **depends_on("tile"),
