@@ -57,7 +57,11 @@ def read_slides(path: str | Path) -> dict[str, dict]:
                 del row["mpp"]
         validate_slide_row(row, where)
         if not os.path.isabs(row["path"]):
-            row["path"] = os.path.normpath(os.path.join(path.parent, row["path"]))
+            beside = os.path.normpath(os.path.join(path.parent, row["path"]))
+            # a sheet written before paths were the sheet's (relative to the working folder, as old
+            # demo results are) still reads where only that reading names an existing file
+            if os.path.exists(beside) or not os.path.exists(row["path"]):
+                row["path"] = beside
         if row["slide_id"] in slides:
             dup.append(row["slide_id"])
         slides[row["slide_id"]] = {**row, "mpp": row.get("mpp")}

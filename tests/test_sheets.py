@@ -24,6 +24,18 @@ def test_extra_columns_are_kept_and_paths_are_relative_to_the_sheet(demo_cohort,
     row = read_slides(project / "slides.csv")["a"]
     assert row["path"] == str(project / "wsi/a.tiff")  # from the sheet's folder, not the working one
     assert row["scanner"] == "GT450" and row["site"] == "Leeds" and row["mpp"] is None
+    # a sheet of older results, relative to the working folder, still reads where only that exists
+    old = tmp_path / "results/demo"
+    old.mkdir(parents=True)
+    pd.DataFrame({"slide_id": ["a"], "case_id": ["P1"], "path": ["project/wsi/a.tiff"]}).to_csv(old / "s.csv", index=False)
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert read_slides("results/demo/s.csv")["a"]["path"] == "project/wsi/a.tiff"
+    finally:
+        os.chdir(cwd)
     # the slide table carries them next to each slide's QC
     table = pd.DataFrame({"slide_id": ["a"], "n_tiles": [3], "status": ["ok"]})
     carried = report.with_sheet_columns(table, [project / "slides.csv"])
