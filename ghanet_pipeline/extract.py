@@ -143,7 +143,8 @@ def check_coords(slide: openslide.OpenSlide, coords: np.ndarray, attrs: dict, sl
             "slide, rerun tile"
         )
     if len(coords):
-        ps0 = int(attrs.get("patch_size_level0", 0))
+        # CLAM's files have no level-0 size: their patch_size pixels at patch_level
+        ps0 = int(attrs.get("patch_size_level0") or round(attrs["patch_size"] * slide.level_downsamples[level]))
         w, h = slide.dimensions
         if coords[:, 0].max() + ps0 > w or coords[:, 1].max() + ps0 > h or coords.min() < 0:
             raise GhanetError(f"coords file {coords_path} has tiles outside slide {slide_id} ({w} x {h}); "
@@ -181,7 +182,7 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
     file_attrs = {
         "slide_id": slide_id, "encoder": spec.name, "weights_sha256": whash,
         "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
-        "dim": spec.dim, "input_size": spec.input_size, "patch_size": attrs["patch_size"],
+        "dim": spec.dim, "input_size": spec.input_size, "patch_size": formats.tile_sizes(attrs)[1],
         "target_mpp": attrs["target_mpp"], "level0_mpp": attrs["level0_mpp"],
         "channels_last": bool(params["channels_last"]), "ghanet_version": __version__,
         # provenance: segmentation, tiling and extraction settings, which checkpoints record
@@ -200,8 +201,8 @@ def extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, 
     feats = np.empty((n, spec.dim), np.float32)
     if n == 0:
         return feats
-    reader = TileReader(slide_path, coords, int(attrs["patch_level"]),
-                        int(attrs.get("read_size") or attrs["patch_size"]), spec.input_size, batch_size)
+    reader = TileReader(slide_path, coords, int(attrs["patch_level"]), formats.tile_sizes(attrs)[0],
+                        spec.input_size, batch_size)
     # x_norm = (x / 255 - mean) / std = x * scale - shift, one fused op on the device
     std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
     mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)

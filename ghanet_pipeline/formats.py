@@ -51,7 +51,8 @@ def write_image(path, rgb: np.ndarray, fmt: str | None = None) -> None:
 
 
 def write_coords(path, coords: np.ndarray, attrs: dict) -> None:
-    """CLAM-compatible coords file: dataset `coords` (N x 2, level-0 top-left) with attributes."""
+    """Coords file CLAM and TRIDENT read: dataset `coords` (N x 2, level-0 top-left) with attributes
+    (tile.py says what they mean)."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             ds = f.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
@@ -89,3 +90,12 @@ def write_features(path, features: np.ndarray, coords: np.ndarray, coords_attrs:
                 ds.attrs[k] = v
             for k, v in file_attrs.items():
                 f.attrs[k] = v
+
+
+def tile_sizes(attrs: dict) -> tuple[int, int]:
+    """(pixels read at patch_level, pixels the encoder sees) of a coords file's tiles. Files written
+    before `target_patch_size` held the target in `patch_size` and the read in `read_size`; CLAM's
+    and TRIDENT's files hold no target (their tiles are used as read)."""
+    read = int(attrs.get("read_size") or attrs["patch_size"])
+    target = attrs.get("target_patch_size") or (attrs["patch_size"] if "read_size" in attrs else read)
+    return read, int(target)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import plots, wsi
+from . import formats, plots, wsi
 
 THUMB_PX = 1024  # long side of the overview where the slide's resolution is unknown (foreign features)
 SCALE_BARS_UM = (50, 100, 200, 250, 500, 1000, 2000, 5000, 10000)
@@ -159,13 +159,12 @@ def render(slide_path, slide_id: str, coords: np.ndarray, attrs: dict, maps: dic
 def montage(slide_path, slide_id: str, coords: np.ndarray, coords_attrs: dict, maps: dict[str, np.ndarray],
             out_path, k: int = 8) -> None:
     """Each map's k highest-attention tiles, one row per map, at full resolution: each tile as the
-    encoder saw it (patch_size pixels at the tiling's microns per pixel)."""
+    encoder saw it (target_patch_size pixels at the tiling's microns per pixel)."""
     import cv2
     plt = plots.pyplot()
 
     level = int(coords_attrs["patch_level"])
-    size = int(coords_attrs.get("read_size") or coords_attrs["patch_size"])
-    px = int(coords_attrs["patch_size"])
+    size, px = formats.tile_sizes(coords_attrs)
     k = max(1, min(k, len(coords)))
     gap = 4
     step = px + gap

@@ -1,6 +1,10 @@
 """Stage `tile`: a physical grid of tiles over the tissue of one slide.
 
-A tile is `patch_size` pixels at `target_mpp`, i.e. `patch_size_level0` level-0 pixels. The grid is
+A tile is `target_patch_size` pixels at `target_mpp`, i.e. `patch_size_level0` level-0 pixels, read
+as `patch_size` pixels at `patch_level` (CLAM's meaning of the attribute, so CLAM's readers take
+the same region) and resized. TRIDENT's attributes (`level0_magnification`, `target_magnification`
+as 10 / mpp) describe that same read: `patch_size` pixels at the magnification of `patch_level`,
+which is the tiling's target whenever a level has it. The grid is
 anchored at the slide origin (so pieces never get overlapping tiles), and a tile is kept when the
 tissue polygons (holes excluded) cover at least `min_coverage` of it. Coverage is computed by
 rasterising the polygons at 16 x 16 samples per tile and averaging blocks, vectorised.
@@ -103,9 +107,11 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
             "tile.on_empty: record to keep going with zero tiles for this slide"
         )
     attrs = {
-        "patch_size": patch, "patch_level": level, "downsample": downsample,
-        "target_mpp": target, "level0_mpp": mpp0, "patch_size_level0": ps0,
+        "patch_size": read_size, "patch_level": level, "downsample": downsample,
+        "target_patch_size": patch, "target_mpp": target, "level0_mpp": mpp0, "patch_size_level0": ps0,
         "read_size": read_size, "level_dim": list(slide.level_dimensions[level]),
+        "level0_magnification": 10.0 / mpp0, "target_magnification": 10.0 / (mpp0 * downsample),
+        "level0_width": int(slide.dimensions[0]), "level0_height": int(slide.dimensions[1]), "overlap": 0,
         "slide_id": slide_id, "name": slide_id,
         # provenance: the settings behind these tiles, carried on into the feature file
         "settings": json.dumps({**settings, "tile": params}, sort_keys=True),

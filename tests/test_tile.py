@@ -53,10 +53,56 @@ def test_physical_size_on_a_finer_scan(demo_cohort, tmp_path):
     # the same file declared as 0.25 mpp (a 40x scan): 256 px at 0.5 mpp is 512 level-0 px
     res, coords, attrs = _run(tmp_path, sheet.path[0], "fine", sheet_mpp=0.25)
     assert attrs["patch_size_level0"] == 512 and attrs["patch_level"] == 0 and attrs["read_size"] == 512
+    assert attrs["patch_size"] == 512 and attrs["target_patch_size"] == 256  # CLAM's meaning: pixels read
+    assert attrs["level0_magnification"] == pytest.approx(40) and attrs["target_magnification"] == pytest.approx(40)
     # and at 1.0 mpp target, level 1 (4x downsample, 1.0 mpp) is read without resizing
     params = dict(CFG["tile"], target_mpp=1.0, min_coverage=0.01, max_ink_fraction=1.0)  # 2 tiles, both inked
     res, coords, attrs = _run(tmp_path, sheet.path[0], "fine1", params=params, sheet_mpp=0.25)
     assert attrs["patch_level"] == 1 and attrs["read_size"] == 256 and attrs["patch_size_level0"] == 1024
+
+
+def _clam_region(attrs, slide):
+    """CLAM's reading of a coords file (its dataset class): `patch_size` pixels read at
+    `patch_level`; returned as (level, pixels read, level-0 side)."""
+    level, size = int(attrs["patch_level"]), int(attrs["patch_size"])
+    return level, size, size * slide.level_downsamples[level]
+
+
+def _trident_region(attrs, slide):
+    """TRIDENT's reading (its patcher, from its documented coords attributes): `patch_size` pixels
+    at `target_magnification`, pixel size 10 / magnification, read at the best level for that
+    downsample (within 10%)."""
+    down = (10 / attrs["target_magnification"]) / (10 / attrs["level0_magnification"])
+    side0 = round(attrs["patch_size"] * down)
+    level = min(range(slide.level_count), key=lambda i: abs(slide.level_downsamples[i] - down)
+                if slide.level_downsamples[i] <= down * 1.1 else np.inf)
+    return level, round(side0 / slide.level_downsamples[level]), side0
+
+
+@pytest.mark.parametrize("mpp,target", [(None, 0.5), (0.25, 0.5), (0.25, 1.0)])
+def test_clam_and_trident_read_our_tiles(demo_cohort, tmp_path, mpp, target):
+    """Our coords read by CLAM's and TRIDENT's conventions (re-implemented here from their formats)
+    give our tiles: the same level-0 square, the same pixels; on a 20x scan, a 40x scan without a
+    20x level (512 px read at level 0) and a 40x scan tiled at 10x (level 1 read as is)."""
+    import openslide
+
+    out, sheet = demo_cohort
+    params = dict(CFG["tile"], target_mpp=target, min_coverage=0.01, max_ink_fraction=1.0)
+    res, coords, attrs = _run(tmp_path, sheet.path[0], "conv", params=params, sheet_mpp=mpp)
+    assert len(coords) > 0 and attrs["target_patch_size"] == 256
+    slide = openslide.OpenSlide(sheet.path[0])
+    ours = (int(attrs["patch_level"]), int(attrs["read_size"]), attrs["patch_size_level0"])
+    assert _clam_region(attrs, slide) == ours
+    assert _trident_region(attrs, slide) == ours
+    # where a level has the target, TRIDENT's magnifications are the tiling's own
+    if attrs["downsample"] * attrs["level0_mpp"] == pytest.approx(target, rel=0.05):
+        assert attrs["target_magnification"] == pytest.approx(10 / target, rel=0.05)
+    x, y = (int(v) for v in coords[len(coords) // 2])
+    level, size, _ = _trident_region(attrs, slide)
+    theirs = np.asarray(slide.read_region((x, y), level, (size, size)))
+    ours_px = np.asarray(slide.read_region((x, y), ours[0], (ours[1], ours[1])))
+    assert np.array_equal(theirs, ours_px)
+    assert formats.tile_sizes(attrs) == (ours[1], 256)
 
 
 def test_min_coverage_controls_tile_count(demo_cohort, tmp_path):
