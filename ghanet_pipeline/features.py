@@ -1,6 +1,6 @@
-"""Reading patch-feature files: ours, and the layouts users bring from other tools (CLAM and
-TRIDENT HDF5, MCAT `.pt` tensors). Kept apart from `formats` because a `.pt` file needs torch,
-which the slide stages (segment, tile) do not install.
+"""Reading patch-feature files: ours, and the ones users bring from other tools (CLAM and
+TRIDENT HDF5, STAMP HDF5, MCAT/CLAM `.pt` tensors). Kept apart from `formats` because a `.pt` file
+needs torch, which the slide stages (segment, tile) do not install.
 """
 
 from __future__ import annotations
@@ -12,22 +12,27 @@ import numpy as np
 
 from .errors import GhanetError
 from .formats import plain_attr
+from .layouts import feature_path  # noqa: F401  (the readers' way to a slide's file)
+
+FORMATS = {"ghanet": "ours", "clam": "CLAM HDF5", "trident": "TRIDENT HDF5", "stamp": "STAMP HDF5",
+           "pt": "MCAT/CLAM .pt"}
 
 
-def feature_path(features_dir, slide_id: str) -> Path:
-    """Our layout (<dir>/<slide>.h5) first, then the layouts users bring: CLAM's h5_files/ and
-    pt_files/, TRIDENT's flat .h5, MCAT's flat .pt."""
-    d = Path(features_dir)
-    for cand in (d / f"{slide_id}.h5", d / "h5_files" / f"{slide_id}.h5", d / f"{slide_id}.pt",
-                 d / "pt_files" / f"{slide_id}.pt"):
-        if cand.exists():
-            return cand
-    return d / f"{slide_id}.h5"  # read_features names this path in its error
+def _h5_format(f) -> str:
+    if "feats" in f:
+        return "stamp"
+    if "ghanet_version" in f.attrs or "encoder" in f.attrs:
+        return "ghanet"
+    if "coords" in f and "level0_magnification" in f["coords"].attrs:
+        return "trident"
+    return "clam"
 
 
 def read_features(path) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Features (N x D float32), coords (or None) and attributes from any of the layouts users
-    bring: ours, CLAM's or TRIDENT's HDF5 (`features` possibly 1 x N x D), or an MCAT `.pt` tensor."""
+    """Features (N x D float32), coords (level-0 pixels, or None) and attributes from any of the
+    files users bring: ours, CLAM's or TRIDENT's HDF5 (`features` possibly 1 x N x D), STAMP's
+    (`feats`; its extractor becomes `encoder`; its coords are microns, so none are returned), or
+    an MCAT/CLAM `.pt` tensor. `attrs["format"]` says which."""
     path = Path(path)
     if not path.exists():
         raise GhanetError(f"feature file {path} not found; run the extract stage or fix features_dir")
@@ -38,17 +43,21 @@ def read_features(path) -> tuple[np.ndarray, np.ndarray | None, dict]:
             t = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise GhanetError(f"feature file {path} unreadable ({exc}); re-extract it") from None
-        feats = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
-        coords, attrs = None, {}
+        feats = t.float().numpy() if hasattr(t, "numpy") else np.asarray(t)
+        coords, attrs = None, {"format": "pt"}
     else:
         try:
             with h5py.File(path, "r") as f:
-                feats = f["features"][:]
-                coords = f["coords"][:] if "coords" in f else None
+                kind = _h5_format(f)
+                feats = f["feats" if kind == "stamp" else "features"][:]
+                coords = f["coords"][:] if "coords" in f and kind != "stamp" else None
                 attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
         except (OSError, KeyError) as exc:
-            raise GhanetError(f"feature file {path} unreadable or without a `features` dataset "
-                              f"({exc}); re-extract it") from None
+            raise GhanetError(f"feature file {path} unreadable or without a `features` (or STAMP `feats`) "
+                              f"dataset ({exc}); re-extract it") from None
+        attrs["format"] = kind
+        if kind == "stamp" and "extractor" in attrs:
+            attrs["encoder"] = attrs["extractor"]
     if feats.ndim == 3 and feats.shape[0] == 1:  # TRIDENT/CLAM batch dimension
         feats = feats[0]
     if coords is not None and coords.ndim == 3 and coords.shape[0] == 1:
@@ -70,24 +79,63 @@ def feature_coords_attrs(path, fallback: dict) -> dict:
         return {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
 
 
-def manifest(paths: list, out_csv, max_lost_fraction: float = 1.0):
-    """One row per feature file (slide, tiles, width, encoder, status); refuses a cohort whose files
-    disagree on the encoder or the width, naming the first slide that differs, and one where more
-    than `max_lost_fraction` of the slides failed (recorded with cohort.on_slide_error: skip)."""
+def _header(path: Path) -> tuple[tuple, dict]:
+    """(shape, attributes) of a feature file without reading HDF5 features; a .pt is read whole."""
+    if path.suffix == ".pt":
+        feats, _, attrs = read_features(path)
+        return feats.shape, attrs
+    try:
+        with h5py.File(path, "r") as f:
+            kind = _h5_format(f)
+            shape = f["feats" if kind == "stamp" else "features"].shape
+            attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
+    except (OSError, KeyError) as exc:
+        raise GhanetError(f"feature file {path} unreadable or without a `features` (or STAMP `feats`) "
+                          f"dataset ({exc}); re-extract it, or remove the slide from the cohort") from None
+    if kind == "stamp" and "extractor" in attrs:
+        attrs["encoder"] = attrs["extractor"]
+    return shape, {**attrs, "format": kind}
+
+
+def imported(features_dir, slide_ids: list[str], declared: str) -> list[Path]:
+    """The feature files of a cohort given as features (cohort.features), one per slide, checked:
+    every slide has one, and files of ours were made with the declared encoder (extract.encoder),
+    which names the encoder of files that carry no name (CLAM, TRIDENT, MCAT)."""
+    from .layouts import LAYOUTS, find_feature_file
+
+    found = {sid: find_feature_file(features_dir, sid) for sid in slide_ids}
+    missing = [sid for sid, p in found.items() if p is None]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise GhanetError(f"cohort.features {features_dir}: no feature file for {len(missing)} of {len(found)} "
+                          f"slides ({shown}); looked for {', '.join(LAYOUTS).replace('{id}', '<slide_id>')}; "
+                          "add them, or remove those slides from the slide sheet (or clinical table)")
+    return list(found.values())
+
+
+def manifest(paths: list, out_csv, max_lost_fraction: float = 1.0, declared: str | None = None,
+             slide_ids: list[str] | None = None):
+    """One row per feature file (slide, tiles, width, encoder, format, status); refuses a cohort whose
+    files disagree on the encoder or the width, naming the first slide that differs, and one where more
+    than `max_lost_fraction` of the slides failed (recorded with cohort.on_slide_error: skip).
+    Imported files (`declared` given) take the declared encoder where they carry none."""
     import pandas as pd
 
     from .io import atomic_path
 
     rows = []
-    for path in map(Path, paths):
-        with h5py.File(path, "r") as f:
-            shape = f["features"].shape
-            attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
-        rows.append({"slide_id": path.stem, "n_tiles": shape[0], "dim": shape[-1],
-                     "encoder": attrs.get("encoder", ""), "weights_sha256": attrs.get("weights_sha256", ""),
-                     "path": str(path), "status": attrs.get("status", "ok"), "reason": attrs.get("reason", "")})
-    table = pd.DataFrame(rows, columns=["slide_id", "n_tiles", "dim", "encoder", "weights_sha256", "path",
-                                        "status", "reason"])
+    for sid, path in zip(slide_ids or [Path(p).stem for p in paths], map(Path, paths)):
+        shape, attrs = _header(path)
+        encoder = attrs.get("encoder", "")
+        if declared and attrs["format"] == "ghanet" and encoder != declared:
+            raise GhanetError(f"feature file {path} of slide {sid} was made with encoder {encoder}, and "
+                              f"extract.encoder says {declared}; set extract.encoder: {encoder}")
+        rows.append({"slide_id": sid, "n_tiles": shape[-2] if len(shape) > 1 else 0, "dim": shape[-1],
+                     "encoder": encoder or declared or "", "weights_sha256": attrs.get("weights_sha256", ""),
+                     "format": attrs["format"], "path": str(path), "status": attrs.get("status", "ok"),
+                     "reason": attrs.get("reason", "")})
+    table = pd.DataFrame(rows, columns=["slide_id", "n_tiles", "dim", "encoder", "weights_sha256", "format",
+                                        "path", "status", "reason"])
     usable = table[table.status != "failed"]
     for col in ("dim", "encoder", "weights_sha256"):
         if usable[col].nunique() > 1:
@@ -104,3 +152,11 @@ def manifest(paths: list, out_csv, max_lost_fraction: float = 1.0):
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def declared_encoder(manifest_csv) -> str:
+    """The cohort's encoder as its manifest has it (the files' own, or the declared one)."""
+    import csv
+
+    with open(manifest_csv, newline="") as fh:
+        return next((r["encoder"] for r in csv.DictReader(fh) if r["status"] != "failed"), "")
