@@ -159,7 +159,7 @@ def cmd_splits(args) -> None:
     from . import splits
 
     cfg = _sections(args)
-    slides = read_slides(args.slide_sheet)
+    slides = _cohort_slides(args)
     splits.run(args.clinical, {sid: row["case_id"] for sid, row in slides.items()}, cfg["splits"], cfg["cohort"],
                cfg["labels"], out_dir=args.out_dir)
 
@@ -173,11 +173,12 @@ def cmd_genes(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from . import train
+    from . import features, train
 
     n_folds = json.loads(open(args.splits_summary).read())["folds"] if args.splits_summary else None
     train.run(args.model, args.fold, patients_csv=args.patients, fold_csv=args.fold_csv,
               selection_json=args.selection, scaler_csv=args.scaler, features_dir=args.features_dir,
+              declared_encoder=features.declared_encoder(args.manifest) if args.manifest else None,
               sections=_sections(args), out_dir=args.out_dir, device=args.device, threads=args.threads,
               wants_gpu=args.gpus > 0, n_folds=n_folds)
 
@@ -199,6 +200,19 @@ def cmd_predict(args) -> None:
                 device=args.device, threads=args.threads)
 
 
+def _no_heatmap(part: dict) -> str | None:
+    """Why a slide's heatmap cannot be drawn: imported features may have no coords in pixels
+    (MCAT's .pt, STAMP's microns), or their slide may not be here."""
+    from .features import FORMATS
+
+    if part["coords"] is None:
+        kind = FORMATS[part["attrs"].get("format", "ghanet")]
+        return f"slide {part['slide_id']}: its feature file ({kind}) has no coords in level-0 pixels"
+    if not part["path"] or not Path(part["path"]).is_file():
+        return f"slide {part['slide_id']}: slide file {part['path']} not found"
+    return None
+
+
 def cmd_heatmaps(args) -> None:
     from . import features, heatmap, splits, train
 
@@ -207,6 +221,7 @@ def cmd_heatmaps(args) -> None:
     _, val_ids = splits.read_fold(args.fold_csv)
     patients = splits.read_patients(args.patients)
     paths = {sid: row["path"] for sid, row in read_slides(args.slide_sheet).items()}
+    skipped = {}
     for case_id in val_ids:
         parts = []
         for sid in patients.at[case_id, "slide_ids"].split(";"):
@@ -214,15 +229,34 @@ def cmd_heatmaps(args) -> None:
             feats, coords, attrs = features.read_features(fpath)
             parts.append({"slide_id": sid, "path": paths[sid], "features": feats, "coords": coords,
                           "attrs": features.feature_coords_attrs(fpath, attrs)})
-        if sum(len(p["features"]) for p in parts):
+        why = next(filter(None, map(_no_heatmap, parts)), None)
+        if why:
+            skipped[case_id] = why
+            log.warning("heatmap of patient %s skipped: %s", case_id, why)
+        elif sum(len(p["features"]) for p in parts):
             heatmap.render_patient([ckpt["module"]], list(ckpt["families"]), parts, args.out_dir, settings)
-    log.info("heatmaps of the %d held-out patients of fold %d in %s", len(val_ids), ckpt["fold"], args.out_dir)
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    log.info("heatmaps of the %d held-out patients of fold %d in %s%s", len(val_ids) - len(skipped), ckpt["fold"],
+             args.out_dir, f" ({len(skipped)} skipped, each named above)" if skipped else "")
+
+
+def _cohort_slides(args) -> dict:
+    """The cohort's slides: the slide sheet's, or (features given without one) the clinical table's."""
+    from .sheet import slides_from_clinical
+
+    return read_slides(args.slide_sheet) if args.slide_sheet else slides_from_clinical(args.clinical)
 
 
 def cmd_feature_manifest(args) -> None:
     from . import features
 
-    table = features.manifest(args.features, args.out, args.max_lost_fraction)
+    if args.features_dir:  # a cohort given as features (cohort.features)
+        ids = list(_cohort_slides(args))
+        paths = features.imported(args.features_dir, ids, args.declared_encoder)
+        table = features.manifest(paths, args.out, args.max_lost_fraction, declared=args.declared_encoder,
+                                  slide_ids=ids)
+    else:
+        table = features.manifest(args.features, args.out, args.max_lost_fraction)
     log.info("features of %d slides, %d tiles", len(table), int(table.n_tiles.sum()))
 
 
@@ -346,12 +380,24 @@ def cmd_init(args) -> None:
 
 def cmd_check_config(args) -> None:
     """The config and its sheets, and every slide's header: all problems at once, before any job."""
+    from .layouts import find_feature_file
+
     cfg = load_config(args.config_file)
-    sheets = [cfg[s]["slide_sheet"] for s in ("cohort", "predict") if cfg[s]["slide_sheet"]]
+    given = cfg["cohort"]["features"]  # a cohort given as features: its slides are not read
+    sheets = [cfg[s]["slide_sheet"] for s in ("cohort", "predict") if cfg[s]["slide_sheet"] and not (
+        s == "cohort" and given)]
     slides = {sid: row for sheet in sheets for sid, row in read_slides(sheet).items()}
-    encoder = _encoder_problems(cfg["extract"])
+    # the encoder runs only on slides: with imported features, only on the patients to predict
+    encoder = _encoder_problems(cfg["extract"]) if slides or not given else []
     print(_cuda_line())
     problems = []
+    if given:
+        cohort = _cohort_slides(argparse.Namespace(slide_sheet=cfg["cohort"]["slide_sheet"],
+                                                   clinical=cfg["cohort"]["clinical"]))
+        missing = [sid for sid in cohort if find_feature_file(given, sid) is None]
+        problems += [f"slide {sid}: no feature file in {given} (<slide_id>.h5, h5_files/, .pt or pt_files/); "
+                     "add it, or remove the slide from the cohort" for sid in missing]
+        print(f"cohort.features {given}: {len(cohort) - len(missing)} of {len(cohort)} slides have a feature file")
     if slides:
         from . import wsi
 
@@ -365,7 +411,8 @@ def cmd_check_config(args) -> None:
             except GhanetError as exc:
                 problems.append(str(exc))
     if problems or encoder:
-        said = ([f"{len(problems)} of {len(slides)} slides cannot be used"] if problems else []) + (
+        total = len(slides) + (len(cohort) if given else 0)
+        said = ([f"{len(problems)} of {total} slides cannot be used"] if problems else []) + (
             ["the encoder cannot be loaded"] if encoder else [])
         raise GhanetError(f"{args.config_file}: {' and '.join(said)}:\n"
                           + "\n".join(f"  - {p}" for p in encoder + problems))
@@ -429,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("splits", help="validated cohort table, exclusions and patient-level folds")
     _add_stage_args(p)
     p.add_argument("--clinical", required=True, help="MCAT-format clinical/genomic CSV")
-    p.add_argument("--slide-sheet", required=True, help="slide sheet (slide_id, case_id, path)")
+    p.add_argument("--slide-sheet", default=None,
+                   help="slide sheet (slide_id, case_id, path); none: the clinical table's slide_id column")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_splits)
 
@@ -452,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", required=True, help="selection.json written by `ghanet genes`")
     p.add_argument("--scaler", required=True, help="scaler.csv written by `ghanet genes`")
     p.add_argument("--features-dir", required=True, help="folder of per-slide feature files")
+    p.add_argument("--manifest", default=None,
+                   help="the features' manifest: names the encoder of files that carry none (imported features)")
     p.add_argument("--splits-summary", default=None,
                    help="splits.json written by `ghanet splits` (the number of folds the checkpoint records)")
     p.add_argument("--out-dir", required=True)
@@ -491,7 +541,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_heatmaps)
 
     p = sub.add_parser("feature-manifest", help="one table of a cohort's feature files, checked to agree")
-    p.add_argument("--features", nargs="+", required=True)
+    p.add_argument("--features", nargs="*", default=[], help="our feature files")
+    p.add_argument("--features-dir", default=None,
+                   help="a folder of feature files the cohort brings (cohort.features), instead of --features")
+    p.add_argument("--slide-sheet", default=None, help="with --features-dir: the slides (else --clinical's)")
+    p.add_argument("--clinical", default=None, help="with --features-dir and no sheet: MCAT table with slide_id")
+    p.add_argument("--declared-encoder", default=None, help="the encoder of files that carry no name (extract.encoder)")
     p.add_argument("--out", required=True)
     p.add_argument("--max-lost-fraction", type=float, default=1.0,
                    help="stop when more than this fraction of the slides failed (cohort.max_lost_fraction)")

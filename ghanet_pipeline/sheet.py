@@ -9,8 +9,11 @@ user's Snakemake environment, which has no pandas.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import math
 import os
+import zipfile
 from pathlib import Path
 
 from .config import validate_slide_row
@@ -68,4 +71,51 @@ def read_slides(path: str | Path) -> dict[str, dict]:
     if dup:
         raise ConfigError(f"slide sheet {path}: duplicate slide_id {', '.join(map(repr, dup[:5]))}; "
                           "each slide must appear once")
+    return slides
+
+
+# what MCAT's slide_id carries after the name its feature files have (TCGA-...-DX1.<uuid>.svs -> .pt)
+SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".czi")
+
+
+def open_table(path: str | Path):
+    """A text handle on a CSV kept as .csv, .csv.gz or MCAT's .csv.zip (the first member)."""
+    path = str(path)
+    if path.endswith(".zip"):
+        z = zipfile.ZipFile(path)
+        return io.TextIOWrapper(z.open(z.namelist()[0]), encoding="utf-8-sig", newline="")
+    opener = gzip.open if path.endswith(".gz") else open
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
+
+
+def table_header(path: str | Path) -> list[str] | None:
+    """The CSV's column names; None where the file is not there (yet) or not a table."""
+    try:
+        with open_table(path) as fh:
+            return next(csv.reader(fh))
+    except (OSError, StopIteration, zipfile.BadZipFile, IndexError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def slides_from_clinical(path: str | Path) -> dict[str, dict]:
+    """slide_id -> {slide_id, case_id, path None, mpp None} from the clinical table's slide_id column
+    (MCAT's layout: one row per slide), the slide file's extension dropped: the names MCAT's and
+    CLAM's feature files have. For a cohort given as features without a slide sheet."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"clinical table {path} not found; set cohort.clinical to the MCAT-format CSV")
+    with open_table(path) as fh:
+        reader = csv.DictReader(fh)
+        if not {"slide_id", "case_id"} <= set(reader.fieldnames or []):
+            raise ConfigError(f"clinical table {path}: no slide_id column to name the feature files by; "
+                              "add one (MCAT's layout) or give cohort.slide_sheet")
+        slides = {}
+        for rec in reader:
+            name = (rec["slide_id"] or "").strip()
+            if not name:
+                continue
+            stem = name[: -len(s)] if (s := next((x for x in SLIDE_SUFFIXES if name.lower().endswith(x)), "")) else name
+            slides[stem] = {"slide_id": stem, "case_id": rec["case_id"].strip(), "path": None, "mpp": None}
+    if not slides:
+        raise ConfigError(f"clinical table {path}: its slide_id column is empty; fill it or give cohort.slide_sheet")
     return slides

@@ -332,10 +332,11 @@ def plot_history(history: pd.DataFrame, title: str, path) -> None:
 
 def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json, scaler_csv,
         features_dir, sections: dict, out_dir, device: str = "auto", threads: int | None = None,
-        wants_gpu: bool = True, n_folds: int | None = None) -> dict:
+        wants_gpu: bool = True, n_folds: int | None = None, declared_encoder: str | None = None) -> dict:
     """`sections`: the train, model and cohort sections. The checkpoint also records how the
-    features were made (read from them) and the number of folds, so `predict` can process new
-    slides the same way and check that every fold is there."""
+    features were made (read from them; `declared_encoder` names the encoder of imported files that
+    carry no name) and the number of folds, so `predict` can process new slides the same way and
+    check that every fold is there."""
     if model_name not in MODELS:
         raise GhanetError(f"unknown model {model_name!r}; train.models takes {', '.join(MODELS)}")
     params, model_params = sections["train"], sections["model"]
@@ -371,7 +372,8 @@ def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json,
                    **inputs.slide_settings, "train": sections["train"], "model": sections["model"],
                    "cohort": {**sections["cohort"], **inputs.slide_settings.get("cohort", {})},
                    "splits": {"folds": n_folds or sections["splits"]["folds"]}},
-        "encoder": inputs.encoder or None,
+        "encoder": ({"encoder": declared_encoder, "dim": inputs.dim} if declared_encoder and inputs.dim else {}
+                    ) | inputs.encoder or None,
         "families": fold.families, "scaler": {"mean": fold.scaler["mean"].to_dict(),
                                               "std": fold.scaler["std"].to_dict()},
         "bin_edges": fold.edges.tolist(), "train_ids": trained_on, "val_ids": fold.val_ids,

@@ -237,6 +237,26 @@ def test_fold_keys(clinical, tmp_path):
     assert list(pd.read_csv(out / "exclusions.csv")["item"]) == [ids[3]]
 
 
+@covers("cohort.features")
+def test_features_key(tmp_path):
+    """cohort.features: the plan has no slide job, trains from the given folder and names the
+    encoder through the manifest (the end-to-end runs are in test_features_in)."""
+    import mcat_layout
+
+    lay = mcat_layout.write(tmp_path / "data", patients=6)
+    cfg_ = {"cohort": {"features": str(lay["pt_files"]), "clinical": str(lay["clinical"]),
+                       "signatures": str(lay["signatures"])}, "splits": {"folds": 2}, "labels": {"n_bins": 2},
+            "extract": {"encoder": "resnet50_trunc"}}
+    plan = _plan(tmp_path, cfg_)
+    assert not any(_commands(plan, r) for r in ("segment", "tile", "extract", "slide-report"))
+    (manifest,) = _commands(plan, "feature-manifest")
+    assert f"--features-dir {lay['pt_files']} --clinical {lay['clinical']} --declared-encoder resnet50_trunc" in manifest
+    for cmd in _commands(plan, "train"):
+        assert f"--features-dir {lay['pt_files']}" in cmd
+        assert ("--manifest results/features/resnet50_trunc/manifest.csv" in cmd) == ("--model snn" not in cmd)
+    assert "--slide-sheet" not in _commands(plan, "splits")[0]
+
+
 @covers("cohort.status_column")
 def test_status_column_is_declared_never_guessed(tmp_path):
     from ghanet_pipeline.cohort import load_clinical

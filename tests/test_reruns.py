@@ -41,6 +41,11 @@ TABLE = {
     "cohort.slide_sheet, cohort.clinical, cohort.signatures":  # the demo's own files, copied
         (("copies/slides.csv", "copies/clinical.csv", "copies/signatures.csv"),
          {"slide_report": 1, **FROM_SPLITS}),  # the slide table carries the sheet's columns
+    # the finished run's own features, given as a cohort's: nothing is extracted or trained again;
+    # the slide table now covers the new patient's slide alone
+    "cohort.features, cohort.slide_sheet, cohort.clinical, cohort.signatures":
+        (("results/features/efficientnet_lite0", "results/demo/slides.csv", "results/demo/clinical.csv",
+          "results/demo/signatures.csv"), {"slide_report": 1}),
     "cohort.default_mpp": (0.25, NOTHING),  # every slide has mpp in its file
     "cohort.on_problem": ("exclude", NOTHING),
     "cohort.status_column": ("event", FROM_SPLITS),  # the labels are read anew

@@ -3,48 +3,41 @@
 # the package's light modules only (demo_plan, sheet, config, failures), never numpy or pandas.
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
 from ghanet_pipeline.demo_plan import plan as demo_plan
 from ghanet_pipeline.demo_plan import plan_new as demo_plan_new
 from ghanet_pipeline.failures import failure_summary, job_warnings, read_failures
-from ghanet_pipeline.sheet import read_slides
+from ghanet_pipeline.layouts import find_feature_file
+from ghanet_pipeline.sheet import read_slides, slides_from_clinical, table_header
 
 RESULTS = config["results_dir"]
 DEMO_DIR = f"{RESULTS}/demo"
-USE_DEMO = not config["cohort"]["slide_sheet"]
+# a folder of feature files the cohort already has: the run starts at the cohort stages
+FEATURES_IN = config["cohort"]["features"]
+USE_DEMO = not config["cohort"]["slide_sheet"] and not FEATURES_IN
 # one folder per encoder, so features of several encoders can live side by side
 ENCODER_TAG = re.sub(r"[^\w.-]", "-", config["extract"]["encoder"])
-FEATURES_DIR = f"{RESULTS}/features/{ENCODER_TAG}"
+FEATURES_DIR = f"{RESULTS}/features/{ENCODER_TAG}"  # ours: extracted here, and the manifest
+COHORT_FEATURES_DIR = FEATURES_IN or FEATURES_DIR  # where the training cohort's feature files are
 COHORT_DIR = f"{RESULTS}/cohort"
 MODELS_DIR = f"{RESULTS}/models"
 EVAL_DIR = f"{RESULTS}/evaluate"
 MODELS = config["train"]["models"]
 FOLDS = list(range(config["splits"]["folds"]))
-SHEET = f"{DEMO_DIR}/slides.csv" if USE_DEMO else config["cohort"]["slide_sheet"]
+SHEET = f"{DEMO_DIR}/slides.csv" if USE_DEMO else config["cohort"]["slide_sheet"]  # none: features without slides
 CLINICAL = f"{DEMO_DIR}/clinical.csv" if USE_DEMO else config["cohort"]["clinical"]
 SIGNATURES = f"{DEMO_DIR}/signatures.csv" if USE_DEMO else config["cohort"]["signatures"]
 
 
 def _has_omics(path):
-    """Whether the clinical table's header has omic columns (<GENE>_rnaseq/_cnv/_mut); read with the
-    standard library, as .csv, .csv.gz or MCAT's .csv.zip. A table not there yet counts as having them
-    (the demo's is written by its first job; a missing one fails in the splits job, with its name)."""
-    import csv, gzip, io, zipfile
-
-    try:
-        if str(path).endswith(".zip"):
-            with zipfile.ZipFile(path) as z:
-                fh = io.TextIOWrapper(z.open(z.namelist()[0]), encoding="utf-8-sig")
-                header = next(csv.reader(fh))
-        else:
-            opener = gzip.open if str(path).endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-                header = next(csv.reader(fh))
-    except (OSError, StopIteration, zipfile.BadZipFile, IndexError):
-        return True
-    return any(c.endswith(("_rnaseq", "_cnv", "_mut")) for c in header)
+    """Whether the clinical table's header has omic columns (<GENE>_rnaseq/_cnv/_mut). A table not
+    there yet counts as having them (the demo's is written by its first job; a missing one fails in
+    the splits job, with its name)."""
+    header = table_header(path)
+    return header is None or any(c.endswith(("_rnaseq", "_cnv", "_mut")) for c in header)
 
 
 # without a clinical table the run does the slide work only (segment, tile, extract); with outcomes
@@ -71,14 +64,20 @@ PREDICT_MODEL = config["predict"]["model"] if config["predict"]["model"] in MODE
 
 
 def _slides():
-    """slide_id -> {path, mpp}; known before any job runs (the demo's plan needs no drawing)."""
+    """slide_id -> {path, mpp}; known before any job runs (the demo's plan needs no drawing).
+    Features given without a sheet: the clinical table's slides, without paths."""
     if USE_DEMO:
         d = config["demo"]
         return {
             s.slide_id: {"path": f"{DEMO_DIR}/slides/{s.slide_id}.tiff", "mpp": None, "case_id": s.case_id}
             for s in demo_plan(d["patients"], d["seed"])
         }
-    return read_slides(config["cohort"]["slide_sheet"])
+    if not SHEET:
+        if not CLINICAL:
+            raise ValueError("cohort.features without cohort.slide_sheet needs cohort.clinical, whose slide_id "
+                             "column names the slides; set one of them")
+        return slides_from_clinical(CLINICAL)
+    return read_slides(SHEET)
 
 
 # the patients to score: predict.slide_sheet, or the demo's new patients when the demo runs without one
@@ -103,7 +102,8 @@ def _predict_slides(cohort):
 
 COHORT_SLIDES = _slides()
 PREDICT_SLIDES = _predict_slides(COHORT_SLIDES)
-SLIDES = {**COHORT_SLIDES, **PREDICT_SLIDES}
+# the slides this run segments, tiles and extracts: a cohort given as features has its own
+SLIDES = {**({} if FEATURES_IN else COHORT_SLIDES), **PREDICT_SLIDES}
 PREDICT_DIR = f"{RESULTS}/predict"
 
 
@@ -238,6 +238,31 @@ def train_features(wildcards):
     return [] if wildcards.model == "snn" else [f"{FEATURES_DIR}/manifest.csv"]
 
 
+def manifest_inputs(wildcards):
+    """The cohort's feature files: ours, or (cohort.features) the ones found for its slides. A slide
+    without one is not an input, so the DAG builds and the manifest job names every such slide."""
+    if not FEATURES_IN:
+        return [f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES]
+    return [str(p) for p in (find_feature_file(FEATURES_IN, sid) for sid in COHORT_SLIDES) if p]
+
+
+def manifest_source(wildcards, input):
+    """What feature-manifest reads: our files, or the folder of imported ones with the slide list's
+    source and the encoder that names files carrying none (derived: the files are inputs)."""
+    if not FEATURES_IN:
+        return "--features " + " ".join(shlex.quote(p) for p in input)
+    slides = f"--slide-sheet {shlex.quote(SHEET)}" if SHEET else f"--clinical {shlex.quote(CLINICAL)}"
+    return (f"--features-dir {shlex.quote(FEATURES_IN)} {slides} "
+            f"--declared-encoder {shlex.quote(config['extract']['encoder'])}")
+
+
+# heatmaps of held-out patients need their slides (and coords): features given without a sheet have none
+HEATMAPS = "ghanet" in MODELS and config["evaluate"]["heatmaps"] and bool(SHEET)
+if "ghanet" in MODELS and config["evaluate"]["heatmaps"] and not SHEET:
+    print("heatmaps skipped: the cohort is given as features without a slide sheet (cohort.slide_sheet "
+          "names the slides to draw them on)", file=sys.stderr)
+
+
 FAILURES_CSV = f"{RESULTS}/report/failures.csv"
 
 
@@ -262,14 +287,14 @@ config["_failures"] = read_failures(FAILURES_CSV)
 def all_targets():
     # the slide report needs every slide segmented and tiled, the manifest every cohort slide's
     # features: two targets instead of four per slide keep the DAG quick to build
-    targets = [f"{RESULTS}/report/slides.csv", f"{FEATURES_DIR}/manifest.csv"]
+    targets = [f"{FEATURES_DIR}/manifest.csv"] + ([f"{RESULTS}/report/slides.csv"] if SLIDES else [])
     targets += [f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES]
     if config["extract"]["write_pt"]:
         targets += [f"{FEATURES_DIR}/pt_files/{sid}.pt" for sid in SLIDES]
     if HAS_OUTCOMES:
         targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
         targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]
-        if "ghanet" in MODELS and config["evaluate"]["heatmaps"]:
+        if HEATMAPS:
             targets += [f"{RESULTS}/heatmaps/fold_{k}" for k in FOLDS]
     if PREDICT_SLIDES:
         targets.append(f"{PREDICT_DIR}/predictions.csv")

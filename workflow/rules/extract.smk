@@ -51,14 +51,16 @@ rule export_pt:
 
 # One table of the training cohort's feature files: the model rules depend on it rather than on
 # every file (a 1,000-slide cohort would otherwise give each training job 1,000 inputs to resolve).
+# With cohort.features, the files the cohort brings: checked and named here, never copied.
 rule feature_manifest:
     input:
-        [f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES],
+        manifest_inputs,
     output:
         f"{FEATURES_DIR}/manifest.csv",
     params:
         # derived: decides only whether the run stops (with cohort.on_slide_error: skip)
         max_lost=lambda wc, input: config["cohort"]["max_lost_fraction"],
+        source=manifest_source,
     conda:
         "../../envs/deep-learning.yaml"
     log:
@@ -66,5 +68,5 @@ rule feature_manifest:
     benchmark:
         f"{RESULTS}/benchmarks/feature_manifest.tsv"
     shell:
-        "python -m ghanet_pipeline feature-manifest --features {input:q} --out {output:q}"
+        "python -m ghanet_pipeline feature-manifest {params.source} --out {output:q}"
         " --max-lost-fraction {params.max_lost} 2> {log:q}"

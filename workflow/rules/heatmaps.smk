@@ -7,7 +7,7 @@ rule heatmaps:
         model=f"{MODELS_DIR}/ghanet/fold_{{fold}}/model.pt",
         fold=f"{COHORT_DIR}/fold_{{fold}}.csv",
         patients=f"{COHORT_DIR}/patients.csv.gz",
-        sheet=SHEET,
+        sheet=SHEET or [],
         features=f"{FEATURES_DIR}/manifest.csv",
     output:
         report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["{name}.png"],
@@ -16,7 +16,7 @@ rule heatmaps:
     params:
         **depends_on("heatmaps"),
         sections=sections_json("heatmap"),
-        features_dir=lambda wc, input: FEATURES_DIR,  # derived: the features themselves are inputs
+        features_dir=lambda wc, input: COHORT_FEATURES_DIR,  # derived: the features themselves are inputs
     conda:
         "../../envs/deep-learning.yaml"
     log:

@@ -5,7 +5,7 @@ rule slide_report:
     input:
         stats=[f"{RESULTS}/segment/{sid}.stats.json" for sid in SLIDES],
         coords=[f"{RESULTS}/tile/{sid}.h5" for sid in SLIDES],
-        sheets=[SHEET, *([PREDICT_SHEET] if PREDICT_SLIDES else [])],  # their extra columns are carried
+        sheets=[s for s in (SHEET, PREDICT_SHEET if PREDICT_SLIDES else None) if s],  # their extra columns are carried
     output:
         report(f"{RESULTS}/report/slides.csv", caption="../report/slides.rst", category="Slides"),
     conda:

@@ -4,7 +4,7 @@
 rule splits:
     input:
         clinical=CLINICAL or [],
-        sheet=SHEET,
+        sheet=SHEET or [],  # none: features given without a sheet, slides from the clinical table
         given=[f"{config['splits']['split_dir']}/splits_{k}.csv" for k in FOLDS]
         if config["splits"]["split_dir"]
         else [],
@@ -17,6 +17,7 @@ rule splits:
         **depends_on("splits"),
         sections=sections_json("splits", "labels", cohort={"on_problem": config["cohort"]["on_problem"]}),
         out_dir=lambda wc, output: str(Path(output.patients).parent),
+        sheet=lambda wc, input: f"--slide-sheet {shlex.quote(input.sheet)}" if input.sheet else "",
     conda:
         "../../envs/statistics.yaml"
     log:
@@ -24,5 +25,5 @@ rule splits:
     benchmark:
         f"{RESULTS}/benchmarks/splits.tsv"
     shell:
-        "python -m ghanet_pipeline splits --clinical {input.clinical:q} --slide-sheet {input.sheet:q}"
+        "python -m ghanet_pipeline splits --clinical {input.clinical:q} {params.sheet}"
         " --params {params.sections:q} --out-dir {params.out_dir:q} 2> {log:q}"

@@ -23,7 +23,8 @@ rule train:
         **train_depends_on(),
         sections=sections_json("train", "model", cohort={"on_problem": config["cohort"]["on_problem"]}),
         out_dir=lambda wc, output: str(Path(output.model).parent),
-        features_dir=lambda wc, input: FEATURES_DIR,  # derived: the feature files are inputs (the SNN reads none)
+        features_dir=lambda wc, input: COHORT_FEATURES_DIR,  # derived: the feature files are inputs (the SNN reads none)
+        manifest=lambda wc, input: f"--manifest {shlex.quote(input.features[0])}" if input.features else "",
     conda:
         "../../envs/deep-learning.yaml"
     log:
@@ -37,5 +38,5 @@ rule train:
     shell:
         "python -m ghanet_pipeline train --model {wildcards.model} --fold {wildcards.fold} --patients {input.patients:q}"
         " --fold-csv {input.fold:q} --selection {input.selection:q} --scaler {input.scaler:q}"
-        " --features-dir {params.features_dir:q} --splits-summary {input.summary:q} --params {params.sections:q}"
+        " --features-dir {params.features_dir:q} {params.manifest} --splits-summary {input.summary:q} --params {params.sections:q}"
         " --out-dir {params.out_dir:q} --device {resources.device} --gpus {resources.gpu} --threads {threads} 2> {log:q}"
