@@ -69,17 +69,17 @@ def forward_rate(model, spec, dev, dtype, fmt, batch, n_batches) -> float:
     return batch * n_batches / (time.perf_counter() - t)
 
 
-def stage_rate(model, spec, slide, coords_h5, dev, dtype, fmt, batch, workers, n_tiles, processes) -> float:
+def stage_rate(net, slide, coords_h5, reading, n_tiles) -> float:
     coords, attrs = formats.read_coords(coords_h5)
     # a GPU needs more tiles than one small slide has: cycle through its tissue tiles
     coords = np.resize(coords, (n_tiles, 2))
     # warm-up on one batch so both figures exclude first-call costs
-    extract.extract_tiles(model, spec, str(slide), "bench", coords[:batch], attrs, dev, dtype, fmt, batch, 0)
-    sync(dev)
+    extract.extract_tiles(net, str(slide), "bench", coords[:reading.batch_size], attrs,
+                          extract.Reading(reading.batch_size, 0, slide_reader=reading.slide_reader))
+    sync(net.dev)
     t = time.perf_counter()
-    extract.extract_tiles(model, spec, str(slide), "bench", coords, attrs, dev, dtype, fmt, batch, workers,
-                          processes)
-    sync(dev)
+    extract.extract_tiles(net, str(slide), "bench", coords, attrs, reading)
+    sync(net.dev)
     return len(coords) / (time.perf_counter() - t)
 
 
@@ -91,6 +91,7 @@ def main():
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--reader", choices=["threads", "processes"], default="threads")
+    ap.add_argument("--slide-reader", choices=["auto", "openslide"], default="auto")
     ap.add_argument("--slide-size", default="24000x18000")
     ap.add_argument("--out", default=str(REPO / "bench-out"))
     ap.add_argument("--configs", default=None,
@@ -130,8 +131,8 @@ def main():
         n_batches = max(2, n_tiles // args.batch_size)
         fwd = forward_rate(model, spec, dev, dtype, fmt, args.batch_size, n_batches)
         processes = args.reader == "processes"
-        stg = stage_rate(model, spec, slide, coords_h5, dev, dtype, fmt, args.batch_size, args.workers, n_tiles,
-                         processes)
+        stg = stage_rate(extract.Net(model, spec, dev, dtype, fmt), slide, coords_h5,
+                         extract.Reading(args.batch_size, args.workers, processes, args.slide_reader), n_tiles)
         fwd2 = forward_rate(model, spec, dev, dtype, fmt, args.batch_size, n_batches)  # drift check
         row = dict(encoder=enc, precision=prec, channels_last=bool(cl), reader="processes" if processes else "threads",
                    forward_pps=round(fwd, 1),

@@ -137,12 +137,12 @@ def cmd_extract(args) -> None:
     from . import extract
 
     def work():
+        reading = extract.Reading(args.batch_size, args.workers, args.reader == "processes", args.slide_reader)
         res = extract.run(args.slide, args.slide_id, _section(args, "extract"), coords_h5=args.coords,
                           features_h5=args.features, features_pt=args.features_pt, device=args.device,
-                          batch_size=args.batch_size, workers=args.workers, threads=args.threads,
-                          reader=args.reader, wants_gpu=args.gpus > 0)
-        log.info("extract %s: %d x %d features (%s, %s)", args.slide_id, res["n_tiles"], res["dim"],
-                 res["encoder"], res["precision"])
+                          threads=args.threads, reading=reading, wants_gpu=args.gpus > 0)
+        log.info("extract %s: %d x %d features (%s, %s, read by %s)", args.slide_id, res["n_tiles"], res["dim"],
+                 res["encoder"], res["precision"], res.get("reader", "none"))
 
     _slide_stage(args, work, lambda why: extract.record_failure(args.slide_id, why, features_h5=args.features))
 
@@ -464,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="tile-reading processes")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--slide-reader", choices=["auto", "openslide"], default="auto",
+                   help="auto: patches from the stored JPEG tiles where the file allows it, else OpenSlide")
     p.add_argument("--reader", choices=["threads", "processes"], default="threads",
                    help="tile readers run as threads (default) or forkserver processes")
     p.set_defaults(func=cmd_extract)

@@ -204,8 +204,9 @@ def truth_masks(layout, m: int, mpp: float) -> dict:
 
 
 def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarray, seed: int,
-                 jpeg_quality: int = 88) -> None:
-    """Draw one H&E-like slide and write it as a pyramidal tiled TIFF (atomically)."""
+                 jpeg_quality: int = 88, aperio: bool = False) -> None:
+    """Draw one H&E-like slide and write it as a pyramidal tiled TIFF (atomically), or as an
+    Aperio SVS does (`aperio`)."""
     rng, m, layout = slide_layout(seed, width, height, mpp, z)
     tissue, holes, program, (pen_pts, pen_colour), dust = layout
     map_shape = tissue.shape
@@ -271,12 +272,15 @@ def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarr
         noise = grain[gy][:, np.arange(width) % 512]
         image[y0:y1] = np.clip(block.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
-    write_pyramid(path, image, mpp, jpeg_quality)
+    write_pyramid(path, image, mpp, jpeg_quality, aperio=aperio)
 
 
-def write_pyramid(path: Path, image: np.ndarray, mpp: float | None, jpeg_quality: int = 88) -> None:
+def write_pyramid(path: Path, image: np.ndarray, mpp: float | None, jpeg_quality: int = 88,
+                  aperio: bool = False) -> None:
     """Tiled JPEG TIFF, 4x downsampled levels down to ~512 px (at least 3 levels), mpp in the
-    resolution tags (None writes none, like an export that lost its metadata)."""
+    resolution tags (None writes none, like an export that lost its metadata). `aperio`: the
+    layout Aperio's scanners write: 240 px tiles of RGB-coded JPEG (photometric RGB, no YCbCr
+    conversion) and the resolution in an Aperio ImageDescription, which OpenSlide reads as SVS."""
     levels = [image]
     while min(levels[-1].shape[:2]) > 512 * 4 or len(levels) < 3:
         prev = levels[-1]
@@ -285,13 +289,19 @@ def write_pyramid(path: Path, image: np.ndarray, mpp: float | None, jpeg_quality
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31) as tw:
             for i, lvl in enumerate(levels):
-                res = {}
-                if mpp is not None:
+                res, jpeg = {}, {"level": jpeg_quality}
+                if mpp is not None and not aperio:
                     px_per_cm = 1e4 / (mpp * image.shape[1] / lvl.shape[1])
                     res = dict(resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER")
+                if aperio:
+                    h, w = image.shape[:2]
+                    head = f"Aperio Image Library v12.0.15 \n{w}x{h} [0,0 {w}x{h}] (240x240) JPEG/RGB Q={jpeg_quality}"
+                    res = dict(description=head if i else head + f"|AppMag = {round(10 / mpp)}|MPP = {mpp}"
+                               if mpp else head)
+                    jpeg = dict(jpeg, colorspace="RGB", outcolorspace="RGB")
                 tw.write(
-                    lvl, tile=(256, 256), photometric="rgb", compression="jpeg",
-                    compressionargs={"level": jpeg_quality}, subfiletype=1 if i else 0,
+                    lvl, tile=(240, 240) if aperio else (256, 256), photometric="rgb", compression="jpeg",
+                    compressionargs=jpeg, subfiletype=1 if i and not aperio else 0,
                     metadata=None, maxworkers=2, **res,
                 )
 

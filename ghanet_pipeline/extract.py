@@ -1,8 +1,9 @@
 """Stage `extract`: one slide's tiles through an encoder, into `features` (N x D) + `coords`.
 
-Reading is kept off the model's critical path: reader threads each open their own OpenSlide
-handle, read whole batches at the level `tile` chose, resize to the encoder input with OpenCV and
-hand over uint8 (4x less to move than float). Normalisation, channels-last and the precision cast
+Reading is kept off the model's critical path: reader threads read whole batches at the level
+`tile` chose (from the slide's stored JPEG tiles, each decoded once, where the file allows it;
+else through their own OpenSlide handle), resize to the encoder input with OpenCV and hand over
+uint8 (4x less to move than float). Normalisation, channels-last and the precision cast
 happen on the device, and inference runs under autocast (bf16 on a CPU with bf16 units).
 """
 
@@ -14,6 +15,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -23,6 +25,7 @@ import torch
 from . import __version__, devices, encoders, formats, wsi
 from .errors import GhanetError, SlideError
 from .io import atomic_path
+from .stored_tiles import StoredTiles
 
 log = logging.getLogger("ghanet.extract")
 
@@ -30,17 +33,31 @@ log = logging.getLogger("ghanet.extract")
 class TileReader:
     """Reads batch b = tiles [b*B, (b+1)*B) as uint8 (B, S, S, 3). Read errors come back as text.
 
-    Each reader thread keeps its own OpenSlide handle. Threads, not processes: OpenSlide and
-    OpenCV release the GIL, so reading overlaps inference without forking a process that holds
-    OpenSlide/OpenMP threads (which can deadlock) and without copying batches between processes.
+    Patches come from the slide's stored JPEG tiles, each decoded once (`stored_tiles`), where
+    the file allows it (`slide_reader` auto), else from OpenSlide. Each reader thread keeps its
+    own OpenSlide handle. Threads, not processes: OpenSlide, libjpeg-turbo and OpenCV release the
+    GIL, so reading overlaps inference without forking a process that holds OpenSlide/OpenMP
+    threads (which can deadlock) and without copying batches between processes.
     """
 
     def __init__(self, slide_path, coords: np.ndarray, level: int, read_size: int, out_size: int,
-                 batch_size: int):
+                 batch_size: int, slide_reader: str = "auto"):
         self.slide_path, self.coords, self.level = str(slide_path), coords, level
         self.read_size, self.out_size, self.batch_size = read_size, out_size, batch_size
+        self.slide_reader = slide_reader
         self._local = threading.local()
         self._handles: list[openslide.OpenSlide] = []
+        self._stored, self.why_openslide = None, "slide_reader: openslide"
+        self.from_openslide = 0  # patches OpenSlide read
+        if slide_reader == "auto":
+            self._stored, self.why_openslide = StoredTiles.open(self.slide_path, self._handle(), level)
+
+    @property
+    def name(self) -> str:
+        """Which reader ran: stored-tiles, openslide, or both (patches the fast path leaves)."""
+        if self._stored is None:
+            return "openslide"
+        return "stored-tiles" if not self.from_openslide else f"stored-tiles+openslide ({self.from_openslide} patches)"
 
     def __len__(self):
         return (len(self.coords) + self.batch_size - 1) // self.batch_size
@@ -51,31 +68,40 @@ class TileReader:
             self._handles.append(self._local.slide)
         return self._local.slide
 
+    def _patch(self, x: int, y: int) -> np.ndarray:
+        rgb = self._stored.patch(x, y, self.read_size) if self._stored is not None else None
+        if rgb is None:
+            self.from_openslide += 1
+            rgba = np.asarray(self._handle().read_region((x, y), self.level, (self.read_size, self.read_size)))
+            rgb = wsi.rgba_to_rgb(rgba) if rgba[..., 3].min() < 255 else rgba[..., :3]
+        return rgb
+
     def read_batch(self, b: int):
         idx = range(b * self.batch_size, min(len(self.coords), (b + 1) * self.batch_size))
         out = np.empty((len(idx), self.out_size, self.out_size, 3), np.uint8)
-        slide = self._handle()
         for j, i in enumerate(idx):
             x, y = (int(v) for v in self.coords[i])
             try:
-                rgba = np.asarray(slide.read_region((x, y), self.level, (self.read_size, self.read_size)))
-            except openslide.OpenSlideError as exc:
+                rgb = self._patch(x, y)
+            except (openslide.OpenSlideError, OSError, RuntimeError, ValueError) as exc:
+                # imagecodecs raises its own JpegError (a RuntimeError) on a corrupt stored tile
                 return None, f"tile #{i} at level-0 ({x}, {y}): {exc}"
-            rgb = wsi.rgba_to_rgb(rgba) if rgba[..., 3].min() < 255 else rgba[..., :3]
             if self.read_size != self.out_size:
                 interp = cv2.INTER_AREA if self.read_size > self.out_size else cv2.INTER_CUBIC
                 rgb = cv2.resize(rgb, (self.out_size, self.out_size), interpolation=interp)
             out[j] = rgb
         return torch.from_numpy(out), None
 
-    def __getstate__(self):  # worker processes open their own handles
+    def __getstate__(self):  # worker processes open their own handles and file descriptors
         state = dict(self.__dict__)
-        state.pop("_local"), state.pop("_handles")
+        state.pop("_local"), state.pop("_handles"), state.pop("_stored")
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._local, self._handles = threading.local(), []
+        self._local, self._handles, self._stored = threading.local(), [], None
+        if self.slide_reader == "auto":
+            self._stored, _ = StoredTiles.open(self.slide_path, self._handle(), self.level)
 
     def batches(self, workers: int, processes: bool = False):
         """Batches in order; with workers > 0, up to 2 x workers batches are read ahead.
@@ -109,6 +135,8 @@ class TileReader:
         for h in self._handles:
             h.close()
         self._handles.clear()
+        if self._stored is not None:
+            self._stored.close()
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -157,9 +185,30 @@ def record_failure(slide_id: str, reason: str, *, features_h5: str) -> None:
                            {"slide_id": slide_id, "status": "failed", "reason": reason})
 
 
+@dataclass
+class Net:
+    """The encoder as the tile loop runs it: model, its spec, device, autocast dtype (None: fp32)
+    and memory format."""
+    model: torch.nn.Module
+    spec: encoders.EncoderSpec
+    dev: torch.device
+    dtype: torch.dtype | None = None
+    memory_format: torch.memory_format = torch.contiguous_format
+
+
+@dataclass
+class Reading:
+    """How tiles are read: batch size, reader threads (or processes), and the slide reader
+    (auto: the stored JPEG tiles where the file allows it; openslide)."""
+    batch_size: int = 64
+    workers: int = 1
+    processes: bool = False
+    slide_reader: str = "auto"
+
+
 def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, features_h5: str,
-        features_pt: str | None = None, device: str = "auto", batch_size: int = 64,
-        workers: int = 1, threads: int | None = None, reader: str = "threads", wants_gpu: bool = True) -> dict:
+        features_pt: str | None = None, device: str = "auto", threads: int | None = None,
+        reading: Reading = Reading(), wants_gpu: bool = True) -> dict:
     coords, attrs = formats.read_coords(coords_h5)
     if attrs.get("status") == "failed":  # recorded upstream (cohort.on_slide_error: skip)
         record_failure(slide_id, attrs["reason"], features_h5=features_h5)
@@ -172,19 +221,17 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
     if threads:
         torch.set_num_threads(threads)
     spec, model, whash = encoders.load(params["encoder"], params["weights"])
-    dtype = encoders.autocast_dtype(spec, params["precision"], dev)
     memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
-    model = model.to(dev, memory_format=memory_format)
-    processes = reader == "processes"
-    feats = extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, memory_format,
-                          batch_size, workers, processes)
+    net = Net(model.to(dev, memory_format=memory_format), spec, dev,
+              encoders.autocast_dtype(spec, params["precision"], dev), memory_format)
+    feats, reader = extract_tiles(net, slide_path, slide_id, coords, attrs, reading)
 
     file_attrs = {
         "slide_id": slide_id, "encoder": spec.name, "weights_sha256": whash,
-        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
+        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[net.dtype],
         "dim": spec.dim, "input_size": spec.input_size, "patch_size": formats.tile_sizes(attrs)[1],
         "target_mpp": attrs["target_mpp"], "level0_mpp": attrs["level0_mpp"],
-        "channels_last": bool(params["channels_last"]), "ghanet_version": __version__,
+        "channels_last": bool(params["channels_last"]), "ghanet_version": __version__, "reader": reader,
         # provenance: segmentation, tiling and extraction settings, which checkpoints record
         "settings": json.dumps({**json.loads(attrs.get("settings", "{}")), "extract": params}, sort_keys=True),
     }
@@ -195,47 +242,73 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
 
 
 @torch.inference_mode()
-def extract_tiles(model, spec, slide_path, slide_id, coords, attrs, dev, dtype, memory_format,
-                  batch_size, workers, processes=False) -> np.ndarray:
+def extract_tiles(net: Net, slide_path, slide_id: str, coords: np.ndarray, attrs: dict,
+                  reading: Reading = Reading()) -> tuple[np.ndarray, str]:
+    """Features of the tiles at `coords` (N x D) and the reader that read them."""
     n = len(coords)
-    feats = np.empty((n, spec.dim), np.float32)
+    feats = np.empty((n, net.spec.dim), np.float32)
     if n == 0:
-        return feats
+        return feats, "none"
     reader = TileReader(slide_path, coords, int(attrs["patch_level"]), formats.tile_sizes(attrs)[0],
-                        spec.input_size, batch_size)
-    # x_norm = (x / 255 - mean) / std = x * scale - shift, one fused op on the device
-    std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
-    mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)
-    scale, shift = 1.0 / (255.0 * std), mean / std
-    t0 = time.perf_counter()
+                        net.spec.input_size, reading.batch_size, reading.slide_reader)
+    if reader.name == "openslide":
+        log.info("%s: read by OpenSlide (%s)", slide_id, reader.why_openslide)
+    progress = Progress(slide_id, n, f"{net.dev}, {reader.name.split('+')[0]}")
     cv2.setNumThreads(1)  # one resize per call; leave the cores to the model
     try:
-        _run_batches(model, reader.batches(workers, processes), feats, slide_path, slide_id, dev,
-                     dtype, memory_format, scale, shift)
+        _run_batches(net, reader.batches(reading.workers, reading.processes), feats, slide_path, slide_id,
+                     progress)
     finally:
         reader.close()
-    log.info("%s: %d tiles in %.1f s (%.1f tiles/s)", slide_id, n, time.perf_counter() - t0,
-             n / (time.perf_counter() - t0))
-    return feats
+    progress.done(reader.name)
+    return feats, reader.name
 
 
-def _run_batches(model, batches, feats, slide_path, slide_id, dev, dtype, memory_format, scale, shift):
+class Progress:
+    """`n/N patches, patches/s, ETA, device, reader` in the log every few seconds, and at the end."""
+
+    EVERY_S = 5.0
+
+    def __init__(self, slide_id: str, total: int, where: str):
+        self.slide_id, self.total, self.where = slide_id, total, where
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.EVERY_S and done < self.total:
+            self.last = now
+            rate = done / (now - self.t0)
+            log.info("%s: %d/%d patches, %.1f patches/s, ETA %.0f s, %s", self.slide_id, done, self.total,
+                     rate, (self.total - done) / rate, self.where)
+
+    def done(self, reader: str) -> None:
+        t = time.perf_counter() - self.t0
+        log.info("%s: %d patches in %.1f s (%.1f patches/s), %s", self.slide_id, self.total, t,
+                 self.total / t, self.where.split(",")[0] + f", {reader}")
+
+
+def _run_batches(net: Net, batches, feats, slide_path, slide_id, progress: Progress):
+    # x_norm = (x / 255 - mean) / std = x * scale - shift, one fused op on the device
+    std = torch.tensor(net.spec.std, device=net.dev).view(1, 3, 1, 1)
+    mean = torch.tensor(net.spec.mean, device=net.dev).view(1, 3, 1, 1)
+    scale, shift = 1.0 / (255.0 * std), mean / std
     done = 0
     for imgs, error in batches:
         if error is not None:
             raise SlideError(f"slide {slide_id}: reading {slide_path} failed at {error}; the file is "
                              "corrupt or truncated, copy it again from its source")
-        if dev.type == "cuda":
+        if net.dev.type == "cuda":
             imgs = imgs.pin_memory()
-        x = imgs.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
-        x = (x * scale - shift).contiguous(memory_format=memory_format)
-        if dtype is not None:
-            with torch.autocast(dev.type, dtype=dtype):
-                out = model(x)
+        x = imgs.to(net.dev, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = (x * scale - shift).contiguous(memory_format=net.memory_format)
+        if net.dtype is not None:
+            with torch.autocast(net.dev.type, dtype=net.dtype):
+                out = net.model(x)
         else:
-            out = model(x)
+            out = net.model(x)
         feats[done: done + len(out)] = out.float().cpu().numpy()
         done += len(out)
+        progress.update(done)
 
 
 def write_features_pt(path, features: np.ndarray) -> None:

@@ -126,8 +126,10 @@ def test_bf16_matches_fp32_on_the_same_tiles(tiled, encoder, weights, max_rel_l2
     spec, model, _ = encoders.load(encoder, weights)
     model = model.to(memory_format=torch.channels_last)
     dev, cl = torch.device("cpu"), torch.channels_last
-    f32 = extract.extract_tiles(model, spec, slide, sid, coords, attrs, dev, None, cl, 12, 0)
-    bf16 = extract.extract_tiles(model, spec, slide, sid, coords, attrs, dev, torch.bfloat16, cl, 12, 1)
+    f32, _ = extract.extract_tiles(extract.Net(model, spec, dev, None, cl), slide, sid, coords, attrs,
+                                   extract.Reading(12, 0))
+    bf16, _ = extract.extract_tiles(extract.Net(model, spec, dev, torch.bfloat16, cl), slide, sid, coords, attrs,
+                                    extract.Reading(12, 1))
     rel = np.linalg.norm(f32 - bf16, axis=1) / np.linalg.norm(f32, axis=1)
     cos = (f32 * bf16).sum(1) / np.linalg.norm(f32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert rel.max() < max_rel_l2 and cos.min() > 0.995
@@ -138,10 +140,11 @@ def test_thread_and_process_readers_give_identical_features(tiled):
     coords, attrs = formats.read_coords(coords_h5)
     spec, model, _ = encoders.load("resnet50_trunc", "random")
     dev, fmt = torch.device("cpu"), torch.contiguous_format
-    args = (model, spec, slide, sid, coords[:10], attrs, dev, None, fmt, 4)
-    inline = extract.extract_tiles(*args, 0)
-    assert np.array_equal(inline, extract.extract_tiles(*args, 2, False))
-    assert np.array_equal(inline, extract.extract_tiles(*args, 2, True))
+    args = (extract.Net(model, spec, dev, None, fmt), slide, sid, coords[:10], attrs)
+    inline, reader = extract.extract_tiles(*args, extract.Reading(4, 0))
+    assert reader == "stored-tiles"
+    assert np.array_equal(inline, extract.extract_tiles(*args, extract.Reading(4, 2, False))[0])
+    assert np.array_equal(inline, extract.extract_tiles(*args, extract.Reading(4, 2, True))[0])
 
 
 def test_read_features_accepts_clam_trident_and_mcat_layouts(tmp_path):

@@ -180,6 +180,7 @@ def test_each_key_reruns_what_its_table_row_says(finished):
 @pytest.mark.slow
 def test_runtime_knobs_rerun_nothing(finished):
     out = _plan(finished, BASE, "--set-resources", "extract:batch_size=8", "extract:loader_workers=2",
+                "extract:slide_reader=openslide",
                 "train:device=cpu", "extract:device=cpu", "--set-threads", "extract=1", "train=2",
                 "--resources", "gpu=2")
     assert "Nothing to be done" in out

@@ -25,10 +25,12 @@ rule extract:
         batch_size=64,
         loader_workers=1,
         device="auto",
+        slide_reader="auto",  # stored JPEG tiles where the file allows it (pixel-equal to OpenSlide), else OpenSlide
     shell:
         "python -m ghanet_pipeline extract --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.on_error}"
         " --coords {input.coords:q} --params {params.section:q} --features {output.features:q}"
         " --device {resources.device} --gpus {resources.gpu} --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
+        " --slide-reader {resources.slide_reader}"
         " 2> {log:q}"
 
 
