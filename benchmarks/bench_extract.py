@@ -44,6 +44,17 @@ def bench_slide(out: Path, width: int, height: int) -> tuple[Path, Path]:
     return slide, coords
 
 
+def setup(args) -> tuple[torch.device, Path]:
+    """The device (--device, auto: CUDA where there is one), torch threads and the output folder."""
+    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if args.device == "auto" else args.device))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return dev, out
+
+
 def sync(dev):
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -97,12 +108,7 @@ def main():
     ap.add_argument("--configs", default=None,
                     help="comma list of encoder:precision[:cl], e.g. resnet50_trunc:fp32:cl")
     args = ap.parse_args()
-    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if args.device == "auto" else args.device))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    dev, out = setup(args)
     w, h = map(int, args.slide_size.split("x"))
     slide, coords_h5 = bench_slide(out, w, h)
     n_avail = len(formats.read_coords(coords_h5)[0])

@@ -32,7 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench_extract import forward_rate, sync  # noqa: E402
+from bench_extract import forward_rate, setup, sync  # noqa: E402
 from ghanet_pipeline import demo, encoders, extract, formats, segment, tile  # noqa: E402
 from ghanet_pipeline.config import validate_config  # noqa: E402
 
@@ -95,12 +95,7 @@ def main():
     ap.add_argument("--encoders", default="resnet50_trunc,efficientnet_lite0")
     ap.add_argument("--out", default=str(REPO / "bench-out"))
     args = ap.parse_args()
-    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if args.device == "auto" else args.device))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    dev, out = setup(args)
     slides = {"40x (0.25 um/px)": bench_slide(out, 0.25, 32768, 24576),
               "20x (0.5 um/px)": bench_slide(out, 0.5, 16384, 12288)}
     print(f"device={dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}), torch threads="
