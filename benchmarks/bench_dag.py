@@ -4,8 +4,11 @@
 
 For each size: a slide sheet of N slides (one patient each; the slide files need not exist), a
 small clinical table and signatures, then `snakemake -n` (local) and `snakemake -n --profile
-workflow/profiles/slurm` timed as subprocesses. Submissions = jobs outside any group + group jobs
-(the profile packs segment+tile of 100 slides and extraction of 20 slides per submission).
+workflow/profiles/slurm` timed as subprocesses, and next to them, in the same run, a trivial
+Snakefile with as many jobs (one rule per stage, the same chain per slide, no params or input
+functions): what Snakemake itself costs for that many jobs. Submissions = jobs outside any group +
+group jobs (the profile packs segment+tile of 100 slides and extraction of 20 slides per
+submission).
 """
 
 from __future__ import annotations
@@ -56,6 +59,46 @@ def dry_run(root: Path, cfg: Path, *extra) -> tuple[float, str]:
     return dt, proc.stdout + proc.stderr
 
 
+TRIVIAL = """
+import csv
+IDS = [r["slide_id"] for r in csv.DictReader(open(config["sheet"]))]
+
+rule all:
+    input: expand("out/{s}.c", s=IDS), "out/cohort.done"
+
+rule a:
+    output: "out/{s}.a"
+    shell: "touch {output}"
+
+rule b:
+    input: "out/{s}.a"
+    output: "out/{s}.b"
+    shell: "touch {output}"
+
+rule c:
+    input: "out/{s}.b"
+    output: "out/{s}.c"
+    shell: "touch {output}"
+
+rule cohort:
+    input: expand("out/{s}.c", s=IDS)
+    output: "out/cohort.done"
+    shell: "touch {output}"
+"""
+
+
+def trivial_run(root: Path) -> float:
+    """Dry-run seconds of a Snakefile with 3 jobs per slide and one cohort job, nothing else."""
+    (root / "Trivial").write_text(TRIVIAL)
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(root / "Trivial"), "--directory", str(root),
+           "--config", f"sheet={root / 'slides.csv'}", "--cores", "8", "--nocolor", "--quiet", "rules"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return time.perf_counter() - t
+
+
 def job_counts(text: str) -> dict:
     counts = {}
     for line in text.split("Job stats:")[-1].splitlines()[3:]:
@@ -79,11 +122,13 @@ def main():
             local_s, out = dry_run(root, cfg, "--cores", "8")
             jobs = job_counts(out)
             slurm_s, _ = dry_run(root, cfg, "--profile", str(REPO / "workflow/profiles/slurm"))
+            trivial_s = trivial_run(root)
             # each group packs `size` connected components; segment->tile of one slide is one component
             grouped = {g: max(jobs.get(r, 0) for r, gg in groups.items() if gg == g) for g in set(groups.values())}
             submissions = (sum(c for r, c in jobs.items() if r not in groups and r != "all")
                            + sum(-(-grouped[g] // sizes[g]) for g in grouped))
-            print(f"{n} slides: dry run {local_s:.1f} s (local), {slurm_s:.1f} s (slurm profile); "
+            print(f"{n} slides: dry run {local_s:.1f} s (local), {slurm_s:.1f} s (slurm profile), "
+                  f"{trivial_s:.1f} s (trivial Snakefile, {3 * n + 1} jobs); "
                   f"{sum(jobs.values())} jobs; SLURM submissions {submissions} "
                   f"({', '.join(f'{r} {c}' for r, c in jobs.items())})", flush=True)
 

@@ -236,6 +236,7 @@ def cmd_heatmaps(args) -> None:
         elif sum(len(p["features"]) for p in parts):
             heatmap.render_patient([ckpt["module"]], list(ckpt["families"]), parts, args.out_dir, settings)
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    heatmap.write_gallery(args.out_dir)
     log.info("heatmaps of the %d held-out patients of fold %d in %s%s", len(val_ids) - len(skipped), ckpt["fold"],
              args.out_dir, f" ({len(skipped)} skipped, each named above)" if skipped else "")
 
@@ -265,7 +266,8 @@ def cmd_slide_report(args) -> None:
 
     if len(args.stats) != len(args.coords):
         raise GhanetError("slide-report needs one --coords file per --stats file, in the same order")
-    table = report.run(args.stats, args.coords, args.out, sheets=args.sheets)
+    table = report.run(args.stats, args.coords, args.out, sheets=args.sheets, qc_images=args.qc_images,
+                       gallery_dir=args.gallery_dir)
     empty = table[table.status != "ok"]
     log.info("slide report: %d slides, %d without tiles%s", len(table), len(empty),
              f" ({', '.join(empty.slide_id)})" if len(empty) else "")
@@ -560,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheets", nargs="*", default=[],
                    help="slide sheets whose case_id and extra columns (scanner, site, ...) the table carries")
     p.add_argument("--out", required=True)
+    p.add_argument("--qc-images", nargs="*", default=[],
+                   help="QC image paths with {slide} (segment's, tile's), shown side by side in the gallery")
+    p.add_argument("--gallery-dir", default=None, help="write the QC contact sheets here")
     p.set_defaults(func=cmd_slide_report)
 
     p = sub.add_parser("init", help="write a slide sheet from a folder of slides, and a config naming it")

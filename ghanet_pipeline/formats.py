@@ -39,15 +39,17 @@ def read_contours(path, classification: str = "Tissue") -> list[list[np.ndarray]
     return polys
 
 
-def write_image(path, rgb: np.ndarray, fmt: str | None = None) -> None:
-    """An RGB image as PNG, or as JPEG (quality 90) for a .jpg path or fmt "jpg": QC thumbnails of
-    tissue are photographs, which JPEG keeps at a sixth of PNG's size (reports of big cohorts)."""
+def write_image(path, rgb: np.ndarray, fmt: str | None = None, quality: int = 90) -> None:
+    """An RGB image as PNG, or as JPEG for a .jpg path or fmt "jpg": QC thumbnails of tissue are
+    photographs, which JPEG keeps at a sixth of PNG's size (reports of big cohorts). Atomic."""
     ext = "." + ((fmt or Path(path).suffix).lstrip(".").lower() or "png")
-    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext if ext in (".jpg", ".jpeg") else ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    jpeg = ext in (".jpg", ".jpeg")
+    ok, buf = cv2.imencode(".jpg" if jpeg else ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality] if jpeg else [])
     if not ok:
         raise GhanetError(f"could not encode {ext} image for {path}")
-    Path(path).write_bytes(buf.tobytes())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
 
 
 def write_coords(path, coords: np.ndarray, attrs: dict) -> None:

@@ -253,3 +253,15 @@ def render_patient(modules: list, family_names: list[str], slides: list[dict], o
         montage(s["path"], s["slide_id"], s["coords"], s["attrs"], part, top, k=settings.top_k)
         written += [str(heat), str(top), *export_tiles(s["slide_id"], s["coords"], ps0, part, out)]
     return written
+
+
+def write_gallery(out_dir) -> list:
+    """Contact sheets of the heatmaps in `out_dir` (`gallery_001.jpg`, ...): what the report shows,
+    a few pages for any number of slides; the full-size heatmaps stay beside them."""
+    from pathlib import Path
+
+    from .gallery import contact_sheets
+
+    maps = sorted(Path(out_dir).glob("*.heatmap.png"))
+    items = [(p.name[: -len(".heatmap.png")], [p]) for p in maps]
+    return contact_sheets(items, out_dir, name="gallery", image_px=(400, 400), columns=3, per_page=18)

@@ -220,6 +220,9 @@ def run(slide_sheet, models_dir, *, out_csv, features_dir=None, work_dir=None, s
         features_dir = work / "features"
     table = score(sheet, features_dir, ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp,
                   heatmaps_dir=heatmaps_dir, heatmap_settings=heatmap_settings, failed=failed)
+    if heatmaps_dir is not None:
+        Path(heatmaps_dir).mkdir(parents=True, exist_ok=True)
+        heatmap.write_gallery(heatmaps_dir)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     log.info("predict: %d patients scored, %d without a score", int((table.status == "ok").sum()),

@@ -1,7 +1,9 @@
-"""Cohort-level slide QC table: what segmentation and tiling made of every slide.
+"""Cohort-level slide QC: the table of what segmentation and tiling made of every slide, and the
+contact sheets of their QC images that the HTML report shows.
 
-Reads only the stages' output files (segment stats JSON, coords HDF5). Slides with no tile are
-flagged, so a slide that was kept going with `tile.on_empty: record` is never silently empty.
+Reads only the stages' output files (segment stats JSON, coords HDF5, QC images). Slides with no
+tile are flagged, so a slide that was kept going with `tile.on_empty: record` is never silently
+empty.
 """
 
 from __future__ import annotations
@@ -51,10 +53,23 @@ def with_sheet_columns(table: pd.DataFrame, sheets: list) -> pd.DataFrame:
     return carried.merge(table, on="slide_id", how="right")[["slide_id", "case_id", *extra, *table.columns[1:]]]
 
 
-def run(stats_paths: list, coords_paths: list, out_csv, sheets: list = ()) -> pd.DataFrame:
+def qc_gallery(table: pd.DataFrame, qc_images: list[str], out_dir) -> list:
+    """Contact sheets of every slide's QC images (`qc_images`: path templates with {slide}), each
+    slide labelled with its tile count or why it has none: what the report shows of slide QC."""
+    from .gallery import contact_sheets
+
+    items = [(f"{r.slide_id}: {r.n_tiles} tiles" if r.status == "ok" else f"{r.slide_id}: {r.status}",
+              [t.format(slide=r.slide_id) for t in qc_images]) for r in table.itertuples()]
+    return contact_sheets(items, out_dir, name="slides")
+
+
+def run(stats_paths: list, coords_paths: list, out_csv, sheets: list = (), qc_images: list = (),
+        gallery_dir=None) -> pd.DataFrame:
     table = slide_table(stats_paths, coords_paths)
     if sheets:
         table = with_sheet_columns(table, sheets)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
+    if gallery_dir:
+        qc_gallery(table, list(qc_images), gallery_dir)
     return table

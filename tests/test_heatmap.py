@@ -60,3 +60,31 @@ def test_overlay_resolution_is_the_one_asked_unless_the_slide_is_too_large():
     assert heatmap.overlay_mpp((100_000, 80_000), 0.25, s) == pytest.approx(25_000 / 2048)
     assert heatmap.overlay_mpp((1000, 1000), 8.0, s) == 8.0  # never finer than the slide
     assert heatmap.overlay_mpp((1000, 1000), None, s) is None
+
+
+def test_contact_sheets_page_every_image_into_a_few_files(tmp_path):
+    """The report's galleries: 50 slides' image pairs on 3 pages of 24, each image fitted into its
+    place (aspect kept), a missing image left blank instead of failing the page."""
+    import cv2
+
+    from ghanet_pipeline import formats
+    from ghanet_pipeline.gallery import contact_sheets
+
+    red = np.zeros((300, 600, 3), np.uint8)
+    red[..., 0] = 255
+    formats.write_image(tmp_path / "wide.png", red)
+    items = [(f"S{i:02d}", [tmp_path / "wide.png", tmp_path / ("gone.png" if i == 3 else "wide.png")])
+             for i in range(50)]
+    pages = contact_sheets(items, tmp_path / "out", name="slides", image_px=(200, 200), columns=3, per_page=24)
+    assert [p.name for p in pages] == ["slides_001.jpg", "slides_002.jpg", "slides_003.jpg"]
+    first = cv2.cvtColor(cv2.imread(str(pages[0])), cv2.COLOR_BGR2RGB).astype(int)
+    # three cells of two 200 px images a row, 8 px apart; a 2:1 image fitted into 200 x 200 is
+    # 200 x 100, so each row is a 22 px label and 100 px of image: 8 rows of 24 items
+    assert first.shape[:2] == (8 * (22 + 100) + 9 * 8, 3 * (404 + 8) + 8)
+    top = 8 + 22
+    assert first[top + 50, 8 + 100, 0] > 200 and first[top + 50, 8 + 100, 1] < 60  # red
+    # slide S03 (row 2, column 1) has its second image missing: its place is blank
+    x, y = 8 + 204, 8 + 122 + 8 + 22
+    assert first[y + 50, x + 100].min() > 240 and first[y + 50, 8 + 100, 0] > 200
+    last = cv2.imread(str(pages[2]))
+    assert last.shape[0] < first.shape[0]  # 2 items on the last page: one row

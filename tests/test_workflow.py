@@ -47,6 +47,8 @@ def test_demo_runs_end_to_end(tiny_run):
     report = pd.read_csv(tmp_path / "results/report/slides.csv")
     new = pd.read_csv(tmp_path / "results/demo/new_patients.csv")  # the demo's patient to score
     assert sorted(report.slide_id) == sorted([*sheet.slide_id, *new.slide_id]) and (report.n_tiles > 0).all()
+    # what the HTML report shows of slide QC: one contact sheet for these 8 slides
+    assert [p.name for p in sorted((tmp_path / "results/report/slide_qc").glob("*.jpg"))] == ["slides_001.jpg"]
     for k in range(2):
         sel = json.loads((tmp_path / f"results/genes/fold_{k}/selection.json").read_text())
         assert sel["fold"] == k and all(n >= 1 for n in sel["sizes"].values())
@@ -67,6 +69,7 @@ def test_demo_runs_end_to_end(tiny_run):
     sid = new.slide_id[0]
     assert (tmp_path / f"results/predict/heatmaps/{sid}.heatmap.png").stat().st_size > 0
     assert (tmp_path / f"results/predict/heatmaps/{sid}.top_tiles.jpg").stat().st_size > 0
+    assert (tmp_path / "results/predict/heatmaps/gallery_001.jpg").stat().st_size > 0
     # nothing left to do afterwards (what an edit reruns: tests/test_reruns.py)
     again = snakemake(tmp_path, "-n", configfile=_config(tmp_path, TINY_DEMO))
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -10,9 +10,9 @@ rule heatmaps:
         sheet=SHEET or [],
         features=f"{FEATURES_DIR}/manifest.csv",
     output:
-        report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["{name}.png"],
+        report(directory(f"{RESULTS}/heatmaps/fold_{{fold}}"), patterns=["gallery_{page}.jpg"],
                caption="../report/heatmaps.rst", category="Heatmaps", subcategory="fold {fold}",
-               labels={"fold": "{fold}", "image": "{name}"}),
+               labels={"fold": "{fold}", "page": "{page}"}),
     params:
         **depends_on("heatmaps"),
         sections=sections_json("heatmap"),

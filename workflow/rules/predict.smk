@@ -9,9 +9,9 @@ rule predict:
         models=expand(f"{MODELS_DIR}/{PREDICT_MODEL}/fold_{{fold}}/model.pt", fold=FOLDS),
     output:
         csv=report(f"{PREDICT_DIR}/predictions.csv", caption="../report/predictions.rst", category="Predictions"),
-        heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["{name}.png"],
+        heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["gallery_{page}.jpg"],
                         caption="../report/predict_heatmaps.rst", category="Predictions",
-                        labels={"image": "{name}"})
+                        labels={"page": "{page}"})
         if config["predict"]["heatmaps"] else [],
     params:
         **depends_on("predict"),

@@ -6,8 +6,7 @@ rule segment:
         slide=slide_input,
     output:
         geojson=f"{RESULTS}/segment/{{slide}}.geojson",
-        qc=report(f"{RESULTS}/segment/{{slide}}.qc.jpg", caption="../report/segment_qc.rst",
-                  category="Slide QC", subcategory="segmentation", labels={"slide": "{slide}"}),
+        qc=f"{RESULTS}/segment/{{slide}}.qc.jpg",  # in the report as the slide_report contact sheets
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
     params:
         **depends_on("segment"),

@@ -8,8 +8,7 @@ rule tile:
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
     output:
         coords=f"{RESULTS}/tile/{{slide}}.h5",
-        qc=report(f"{RESULTS}/tile/{{slide}}.qc.jpg", caption="../report/tile_qc.rst",
-                  category="Slide QC", subcategory="tiling", labels={"slide": "{slide}"}),
+        qc=f"{RESULTS}/tile/{{slide}}.qc.jpg",  # in the report as the slide_report contact sheets
     params:
         **depends_on("tile"),
         slide=slide_path,
