@@ -251,7 +251,7 @@ def _cohort_slides(args) -> dict:
 def cmd_feature_manifest(args) -> None:
     from . import features
 
-    if args.features_dir:  # a cohort given as features (cohort.features)
+    if args.features_dir:  # every slide of the sheet (or clinical table): ours, or given (cohort.features)
         ids = list(_cohort_slides(args))
         paths = features.imported(args.features_dir, ids, args.declared_encoder)
         table = features.manifest(paths, args.out, args.max_lost_fraction, declared=args.declared_encoder,
@@ -264,6 +264,10 @@ def cmd_feature_manifest(args) -> None:
 def cmd_slide_report(args) -> None:
     from . import report
 
+    if args.stats_pattern:  # every slide of the sheets: a list of 10,000 paths would not fit a command line
+        ids = list(dict.fromkeys(sid for sheet in args.sheets for sid in read_slides(sheet)))
+        args.stats = [args.stats_pattern.format(slide=sid) for sid in ids]
+        args.coords = [args.coords_pattern.format(slide=sid) for sid in ids]
     if len(args.stats) != len(args.coords):
         raise GhanetError("slide-report needs one --coords file per --stats file, in the same order")
     table = report.run(args.stats, args.coords, args.out, sheets=args.sheets, qc_images=args.qc_images,
@@ -547,18 +551,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("feature-manifest", help="one table of a cohort's feature files, checked to agree")
     p.add_argument("--features", nargs="*", default=[], help="our feature files")
     p.add_argument("--features-dir", default=None,
-                   help="a folder of feature files the cohort brings (cohort.features), instead of --features")
+                   help="instead of --features: the folder of every cohort slide's file (ours, or those "
+                        "cohort.features names), a slide list too long for a command line")
     p.add_argument("--slide-sheet", default=None, help="with --features-dir: the slides (else --clinical's)")
     p.add_argument("--clinical", default=None, help="with --features-dir and no sheet: MCAT table with slide_id")
-    p.add_argument("--declared-encoder", default=None, help="the encoder of files that carry no name (extract.encoder)")
+    p.add_argument("--declared-encoder", default=None,
+                   help="imported files: the encoder of those that carry no name (extract.encoder)")
     p.add_argument("--out", required=True)
     p.add_argument("--max-lost-fraction", type=float, default=1.0,
                    help="stop when more than this fraction of the slides failed (cohort.max_lost_fraction)")
     p.set_defaults(func=cmd_feature_manifest)
 
     p = sub.add_parser("slide-report", help="cohort QC table: tissue, pieces and tiles per slide")
-    p.add_argument("--stats", nargs="+", required=True, help="segment stats JSON files")
-    p.add_argument("--coords", nargs="+", required=True, help="coords HDF5 files, same order")
+    p.add_argument("--stats", nargs="*", default=[], help="segment stats JSON files")
+    p.add_argument("--coords", nargs="*", default=[], help="coords HDF5 files, same order")
+    p.add_argument("--stats-pattern", default=None,
+                   help="instead of --stats/--coords: the stats path with {slide}, for every slide of --sheets")
+    p.add_argument("--coords-pattern", default=None, help="with --stats-pattern: the coords path with {slide}")
     p.add_argument("--sheets", nargs="*", default=[],
                    help="slide sheets whose case_id and extra columns (scanner, site, ...) the table carries")
     p.add_argument("--out", required=True)

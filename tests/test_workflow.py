@@ -177,3 +177,23 @@ def test_a_cohort_trains_on_the_slides_that_succeed(tmp_path):
                                         *sorted((tmp_path / "results/features/efficientnet_lite0").glob("*.h5")),
                                         "--out", tmp_path / "m.csv", "--max-lost-fraction", "0.1"))
     assert f"2 of {len(paths)} slides failed" in line and "raise cohort.max_lost_fraction" in line
+
+
+def test_cohort_jobs_fit_a_command_line_at_scale(tmp_path):
+    """A shell command is one argument to bash, at most 128 KB: the cohort-wide jobs read their
+    slide lists from the sheet, so 4,000 slides' paths never go on a command line (they did, and
+    a cohort of ~2,500 slides stopped at the feature manifest with 'Argument list too long')."""
+    n = 4000
+    ids = [f"PATIENT-{i:05d}" for i in range(n)]
+    pd.DataFrame({"slide_id": [f"{p}-SLIDE-1" for p in ids], "case_id": ids,
+                  "path": [f"/data/slides/{p}-SLIDE-1.svs" for p in ids], "mpp": 0.25}).to_csv(
+        tmp_path / "slides.csv", index=False)
+    cfg = _config(tmp_path, {"cohort": {"slide_sheet": str(tmp_path / "slides.csv")}})
+    proc = snakemake(tmp_path, "-n", "-p", "results/features/efficientnet_lite0/manifest.csv",
+                     "results/report/slides.csv", configfile=cfg, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = [line for line in proc.stdout.splitlines() if "-m ghanet_pipeline" in line]
+    longest = max(commands, key=len)
+    assert len(commands) == 3 * n + 2 and len(longest) < 4000, longest[:300]
+    for rule in ("feature-manifest", "slide-report"):
+        assert any(f"ghanet_pipeline {rule} " in c for c in commands)

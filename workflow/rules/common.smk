@@ -247,13 +247,13 @@ def manifest_inputs(wildcards):
 
 
 def manifest_source(wildcards, input):
-    """What feature-manifest reads: our files, or the folder of imported ones with the slide list's
-    source and the encoder that names files carrying none (derived: the files are inputs)."""
-    if not FEATURES_IN:
-        return "--features " + " ".join(shlex.quote(p) for p in input)
+    """What feature-manifest reads: the cohort's slide list (the sheet, or the clinical table for
+    features given without one) and the folder of their files, never the files themselves on the
+    command line (10,000 paths overflow it); with cohort.features, the encoder that names files
+    carrying none. Derived: the files are inputs."""
     slides = f"--slide-sheet {shlex.quote(SHEET)}" if SHEET else f"--clinical {shlex.quote(CLINICAL)}"
-    return (f"--features-dir {shlex.quote(FEATURES_IN)} {slides} "
-            f"--declared-encoder {shlex.quote(config['extract']['encoder'])}")
+    given = f" --declared-encoder {shlex.quote(config['extract']['encoder'])}" if FEATURES_IN else ""
+    return f"--features-dir {shlex.quote(COHORT_FEATURES_DIR)} {slides}{given}"
 
 
 # heatmaps of held-out patients need their slides (and coords): features given without a sheet have none

@@ -56,7 +56,9 @@ rule export_pt:
 # With cohort.features, the files the cohort brings: checked and named here, never copied.
 rule feature_manifest:
     input:
-        manifest_inputs,
+        features=manifest_inputs,
+        sheet=SHEET or [],  # the slide list the job reads (features given without a sheet: the clinical table's)
+        clinical=[] if SHEET else CLINICAL,
     output:
         f"{FEATURES_DIR}/manifest.csv",
     params:

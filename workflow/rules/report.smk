@@ -8,13 +8,17 @@ rule slide_report:
         stats=[f"{RESULTS}/segment/{sid}.stats.json" for sid in SLIDES],
         coords=[f"{RESULTS}/tile/{sid}.h5" for sid in SLIDES],
         qc=[t.format(slide=sid) for sid in SLIDES for t in QC_IMAGES],
-        sheets=[s for s in (SHEET, PREDICT_SHEET if PREDICT_SLIDES else None) if s],  # their extra columns are carried
+        # the sheets of the slides this run processes: the job's slide list, and their extra columns
+        sheets=[s for s in (None if FEATURES_IN else SHEET, PREDICT_SHEET if PREDICT_SLIDES else None) if s],
     output:
         table=report(f"{RESULTS}/report/slides.csv", caption="../report/slides.rst", category="Slides"),
         gallery=report(directory(f"{RESULTS}/report/slide_qc"), patterns=["{name}.jpg"],
                        caption="../report/slide_qc.rst", category="Slides", labels={"page": "{name}"}),
     params:
-        qc_images=lambda wc, input: " ".join(shlex.quote(t) for t in QC_IMAGES),  # derived: the images are inputs
+        # derived: the files are inputs; patterns, as 10,000 slides' paths would overflow a command line
+        qc_images=lambda wc, input: " ".join(shlex.quote(t) for t in QC_IMAGES),
+        patterns=lambda wc, input: f"--stats-pattern {shlex.quote(RESULTS)}/segment/{{slide}}.stats.json "
+                                   f"--coords-pattern {shlex.quote(RESULTS)}/tile/{{slide}}.h5",
     conda:
         "../../envs/slides.yaml"
     log:
@@ -22,6 +26,6 @@ rule slide_report:
     benchmark:
         f"{RESULTS}/benchmarks/slide_report.tsv"
     shell:
-        "python -m ghanet_pipeline slide-report --stats {input.stats:q} --coords {input.coords:q}"
+        "python -m ghanet_pipeline slide-report {params.patterns}"
         " --sheets {input.sheets:q} --out {output.table:q} --qc-images {params.qc_images} --gallery-dir {output.gallery:q}"
         " 2> {log:q}"
