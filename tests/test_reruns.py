@@ -40,7 +40,8 @@ TABLE = {
     "results_dir": ("out", _everything(COHORT_SLIDES)),
     "cohort.slide_sheet, cohort.clinical, cohort.signatures":  # the demo's own files, copied
         (("copies/slides.csv", "copies/clinical.csv", "copies/signatures.csv"),
-         {"slide_report": 1, **FROM_SPLITS}),  # the slide table carries the sheet's columns
+         # the slide table carries the sheet's columns; the manifest reads its slide list from the sheet
+         {"slide_report": 1, "feature_manifest": 1, **FROM_SPLITS}),
     # the finished run's own features, given as a cohort's: nothing is extracted or trained again;
     # the slide table now covers the new patient's slide alone
     "cohort.features, cohort.slide_sheet, cohort.clinical, cohort.signatures":
