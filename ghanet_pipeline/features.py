@@ -18,6 +18,15 @@ FORMATS = {"ghanet": "ours", "clam": "CLAM HDF5", "trident": "TRIDENT HDF5", "st
            "pt": "MCAT/CLAM .pt"}
 
 
+def _h5_attrs(f) -> tuple[str, dict]:
+    """(format, file attributes with `format`; STAMP's extractor as `encoder`) of an open HDF5."""
+    kind = _h5_format(f)
+    attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
+    if kind == "stamp" and "extractor" in attrs:
+        attrs["encoder"] = attrs["extractor"]
+    return kind, {**attrs, "format": kind}
+
+
 def _h5_format(f) -> str:
     if "feats" in f:
         return "stamp"
@@ -48,16 +57,12 @@ def read_features(path) -> tuple[np.ndarray, np.ndarray | None, dict]:
     else:
         try:
             with h5py.File(path, "r") as f:
-                kind = _h5_format(f)
+                kind, attrs = _h5_attrs(f)
                 feats = f["feats" if kind == "stamp" else "features"][:]
                 coords = f["coords"][:] if "coords" in f and kind != "stamp" else None
-                attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
         except (OSError, KeyError) as exc:
             raise GhanetError(f"feature file {path} unreadable or without a `features` (or STAMP `feats`) "
                               f"dataset ({exc}); re-extract it") from None
-        attrs["format"] = kind
-        if kind == "stamp" and "extractor" in attrs:
-            attrs["encoder"] = attrs["extractor"]
     if feats.ndim == 3 and feats.shape[0] == 1:  # TRIDENT/CLAM batch dimension
         feats = feats[0]
     if coords is not None and coords.ndim == 3 and coords.shape[0] == 1:
@@ -86,15 +91,12 @@ def _header(path: Path) -> tuple[tuple, dict]:
         return feats.shape, attrs
     try:
         with h5py.File(path, "r") as f:
-            kind = _h5_format(f)
+            kind, attrs = _h5_attrs(f)
             shape = f["feats" if kind == "stamp" else "features"].shape
-            attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
     except (OSError, KeyError) as exc:
         raise GhanetError(f"feature file {path} unreadable or without a `features` (or STAMP `feats`) "
                           f"dataset ({exc}); re-extract it, or remove the slide from the cohort") from None
-    if kind == "stamp" and "extractor" in attrs:
-        attrs["encoder"] = attrs["extractor"]
-    return shape, {**attrs, "format": kind}
+    return shape, attrs
 
 
 def imported(features_dir, slide_ids: list[str], declared: str) -> list[Path]:
