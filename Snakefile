@@ -29,6 +29,7 @@ wildcard_constraints:
     slide=r"[^/]+",
     model="|".join(MODELS),
     fold=r"\d+",
+    chunk=r"(cohort|predict)\d+",
 
 
 include: "workflow/rules/demo.smk"

@@ -1,14 +1,14 @@
 """Dry-run time of the whole DAG for large cohorts, and the cluster submissions of the SLURM profile.
 
-    python benchmarks/bench_dag.py [--slides 1000 10000]
+    python benchmarks/bench_dag.py [--slides 1000 10000] [--slides-per-job 1 100]
 
-For each size: a slide sheet of N slides (one patient each; the slide files need not exist), a
-small clinical table and signatures, then `snakemake -n` (local) and `snakemake -n --profile
-workflow/profiles/slurm` timed as subprocesses, and next to them, in the same run, a trivial
-Snakefile with as many jobs (one rule per stage, the same chain per slide, no params or input
-functions): what Snakemake itself costs for that many jobs. Submissions = jobs outside any group +
-group jobs (the profile packs segment+tile of 100 slides and extraction of 20 slides per
-submission).
+For each size and each `slides_per_job`: a slide sheet of N slides (one patient each; the slide
+files need not exist), a small clinical table and signatures, then `snakemake -n` (local) and
+`snakemake -n --profile workflow/profiles/slurm` timed as subprocesses, and next to them, in the
+same run, a trivial Snakefile with as many slide jobs (one rule per stage, the same chain per
+slide or chunk, no params or input functions): what Snakemake itself costs for that many jobs.
+Submissions = jobs outside any group + group jobs (the profile packs segment+tile of 100 slides
+and extraction of 20 slides per submission; chunk jobs are not grouped).
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ REPO = Path(__file__).resolve().parent.parent
 def make_cohort(root: Path, n: int) -> Path:
     rng = np.random.default_rng(0)
     ids = [f"P{i:05d}" for i in range(n)]
+    # empty files where the slides are: Snakemake checks each slide's time, as in a real cohort
+    (root / "slides").mkdir()
+    for p in ids:
+        (root / f"slides/{p}-S1.svs").touch()
     pd.DataFrame({"slide_id": [f"{p}-S1" for p in ids], "case_id": ids,
-                  "path": [f"/nonexistent/{p}-S1.svs" for p in ids], "mpp": 0.25}).to_csv(root / "slides.csv", index=False)
+                  "path": [str(root / f"slides/{p}-S1.svs") for p in ids], "mpp": 0.25}).to_csv(
+        root / "slides.csv", index=False)
     fams = ["Tumor Suppressor Genes", "Oncogenes", "Protein Kinases", "Cell Differentiation Markers",
             "Transcription Factors", "Cytokines and Growth Factors"]
     genes = {f: [f"G{j}{k}" for k in range(3)] for j, f in enumerate(fams)}
@@ -48,9 +53,10 @@ def make_cohort(root: Path, n: int) -> Path:
     return root / "config.yaml"
 
 
-def dry_run(root: Path, cfg: Path, *extra) -> tuple[float, str]:
+def dry_run(root: Path, cfg: Path, per_job: int, *extra) -> tuple[float, str]:
     cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--directory", str(root),
-           "--configfile", str(cfg), "--nocolor", "--quiet", "rules", *extra]
+           "--configfile", str(cfg), "--config", f"slides_per_job={per_job}", "--nocolor", "--quiet", "rules",
+           *extra]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.perf_counter() - t
@@ -87,11 +93,12 @@ rule cohort:
 """
 
 
-def trivial_run(root: Path) -> float:
-    """Dry-run seconds of a Snakefile with 3 jobs per slide and one cohort job, nothing else."""
+def trivial_run(root: Path, units: int) -> float:
+    """Dry-run seconds of a Snakefile with 3 jobs per unit (slide or chunk) and one cohort job."""
     (root / "Trivial").write_text(TRIVIAL)
+    (root / "units.csv").write_text("slide_id\n" + "".join(f"U{i:05d}\n" for i in range(units)))
     cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(root / "Trivial"), "--directory", str(root),
-           "--config", f"sheet={root / 'slides.csv'}", "--cores", "8", "--nocolor", "--quiet", "rules"]
+           "--config", f"sheet={root / 'units.csv'}", "--cores", "8", "--nocolor", "--quiet", "rules"]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -112,6 +119,7 @@ def job_counts(text: str) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slides", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--slides-per-job", type=int, nargs="+", default=[1, 100])
     a = ap.parse_args()
     prof = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     groups, sizes = prof["groups"], prof["group-components"]
@@ -119,18 +127,20 @@ def main():
         with tempfile.TemporaryDirectory() as d:
             root = Path(d)
             cfg = make_cohort(root, n)
-            local_s, out = dry_run(root, cfg, "--cores", "8")
-            jobs = job_counts(out)
-            slurm_s, _ = dry_run(root, cfg, "--profile", str(REPO / "workflow/profiles/slurm"))
-            trivial_s = trivial_run(root)
-            # each group packs `size` connected components; segment->tile of one slide is one component
-            grouped = {g: max(jobs.get(r, 0) for r, gg in groups.items() if gg == g) for g in set(groups.values())}
-            submissions = (sum(c for r, c in jobs.items() if r not in groups and r != "all")
-                           + sum(-(-grouped[g] // sizes[g]) for g in grouped))
-            print(f"{n} slides: dry run {local_s:.1f} s (local), {slurm_s:.1f} s (slurm profile), "
-                  f"{trivial_s:.1f} s (trivial Snakefile, {3 * n + 1} jobs); "
-                  f"{sum(jobs.values())} jobs; SLURM submissions {submissions} "
-                  f"({', '.join(f'{r} {c}' for r, c in jobs.items())})", flush=True)
+            for per_job in a.slides_per_job:
+                local_s, out = dry_run(root, cfg, per_job, "--cores", "8")
+                jobs = job_counts(out)
+                slurm_s, _ = dry_run(root, cfg, per_job, "--profile", str(REPO / "workflow/profiles/slurm"))
+                units = -(-n // per_job)
+                trivial_s = trivial_run(root, units)
+                # each group packs `size` connected components; segment->tile of one slide is one component
+                grouped = {g: max(jobs.get(r, 0) for r, gg in groups.items() if gg == g) for g in set(groups.values())}
+                submissions = (sum(c for r, c in jobs.items() if r not in groups and r != "all")
+                               + sum(-(-grouped[g] // sizes[g]) for g in grouped))
+                print(f"{n} slides, {per_job} per job: dry run {local_s:.1f} s (local), {slurm_s:.1f} s (slurm "
+                      f"profile), {trivial_s:.1f} s (trivial Snakefile, {3 * units + 1} jobs); "
+                      f"{sum(jobs.values())} jobs; SLURM submissions {submissions} "
+                      f"({', '.join(f'{r} {c}' for r, c in jobs.items())})", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,16 @@ the stage's function. Errors a user can fix print as one line and exit 1."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, stamps
 from .config import load_config, validate_config
 from .errors import GhanetError
+from .io import atomic_path
 from .sheet import read_slides
 
 log = logging.getLogger("ghanet")
@@ -56,9 +58,19 @@ def _add_demo_args(p) -> None:
     p.add_argument("--mpp", type=float, default=0.5, help="level-0 microns per pixel")
 
 
+def _add_slides_args(p: argparse.ArgumentParser) -> None:
+    """Several slides in one job (slides_per_job): the paths of the other options hold {slide}."""
+    p.add_argument("--slides", default=None,
+                   help="instead of one slide: a JSON list of {slide_id, path[, mpp, default_mpp]}; the "
+                        "file options are patterns with {slide}")
+    p.add_argument("--slide-log", default=None, help="with --slides: each slide's log, a pattern with {slide}")
+    p.add_argument("--done", default=None, help="with --slides: the table of the job's slides, written last")
+
+
 def _add_slide_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--slide", required=True, help="path to the whole-slide image")
-    p.add_argument("--slide-id", required=True, help="the slide's id (names its outputs)")
+    p.add_argument("--slide", default=None, help="path to the whole-slide image")
+    p.add_argument("--slide-id", default=None, help="the slide's id (names its outputs)")
+    _add_slides_args(p)
     p.add_argument("--mpp", type=float, default=None, help="level-0 microns per pixel (overrides the file)")
     p.add_argument("--default-mpp", type=float, default=None,
                    help="mpp for a file without metadata (cohort.default_mpp)")
@@ -74,6 +86,107 @@ def _add_device_args(p: argparse.ArgumentParser) -> None:
                    "error), cuda:<i> (that one)")
     p.add_argument("--gpus", type=int, default=1,
                    help="GPUs the job asked the scheduler for (the rule's gpu resource); with 0, auto is the CPU")
+
+
+# The slide commands: which options are a slide's input files and which its outputs (its stamp's
+# make rule), and the options that change how a slide is run but not what it gives.
+SLIDE_FILES = {
+    "segment": ([], ["geojson", "qc", "stats"]),
+    "tile": (["contours", "segment_stats"], ["coords", "qc"]),
+    "extract": (["coords"], ["features", "features_pt"]),
+    "export-pt": (["features"], ["out"]),
+}
+RUNTIME_ARGS = {"func", "command", "verbose", "on_error", "device", "gpus", "batch_size", "workers", "threads",
+                "slide_reader", "reader", "slides", "slide_log", "done"}
+
+
+def _stamp(args) -> tuple[list[str], list[str], dict]:
+    """A slide's input files, its outputs, and the arguments its outputs depend on."""
+    ins, outs = SLIDE_FILES[args.command]
+    inputs = [getattr(args, a) for a in ins if getattr(args, a)] + ([args.slide] if getattr(args, "slide", None) else [])
+    outputs = [getattr(args, a) for a in outs if getattr(args, a)]
+    return inputs, outputs, {k: v for k, v in vars(args).items() if k not in RUNTIME_ARGS}
+
+
+def _run_slide(args) -> None:
+    """One slide's stage, then its stamp (which a job of several slides reads to skip it)."""
+    _, outputs, kept = _stamp(args)
+    args.func(args)
+    stamps.write_stamp(kept, outputs)
+
+
+class ChunkFailed(GhanetError):
+    """Some slides of a job of several failed; each slide's own log names why."""
+
+
+@contextlib.contextmanager
+def _logging_to(path: str):
+    """The slide's log: what the stage logs and prints while it runs (the job's log has it too)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger().addHandler(handler)
+        try:
+            with contextlib.redirect_stderr(fh):
+                yield fh
+        finally:
+            logging.getLogger().removeHandler(handler)
+
+
+def _run_slides(args) -> None:
+    """The slides of `--slides`, one after another in this process (the encoder loads once), each
+    with its own log, skipped when up to date (a rerun after a kill or an edit redoes only what
+    changed). A slide that fails does not stop the others; the job fails at the end, naming them."""
+    try:
+        entries = json.loads(args.slides)
+    except json.JSONDecodeError as exc:
+        raise GhanetError(f"--slides is not valid JSON ({exc})") from None
+    if not args.slide_log or not args.done:
+        raise GhanetError("--slides needs --slide-log and --done")
+    if args.command == "extract":  # one GPU claimed for the whole job, not one per slide
+        from . import devices
+
+        args.device = devices.resolve(args.device, args.gpus > 0, "extract")
+    patterns = [n for files in SLIDE_FILES[args.command] for n in files]
+    rows, failed = [], []
+    for entry in entries:
+        sid = entry["slide_id"]
+        one = argparse.Namespace(**{**vars(args), "slides": None})
+        for name in patterns:
+            if getattr(one, name):
+                setattr(one, name, getattr(one, name).replace("{slide}", sid))
+        for key, attr in (("slide_id", "slide_id"), ("path", "slide"), ("mpp", "mpp"), ("default_mpp", "default_mpp")):
+            if key in entry and hasattr(one, attr):
+                setattr(one, attr, entry[key])
+        log_path = args.slide_log.replace("{slide}", sid)
+        inputs, outputs, kept = _stamp(one)
+        if stamps.up_to_date(kept, inputs, outputs):
+            status = "up to date"  # its log stays as its last run wrote it
+        else:
+            with _logging_to(log_path) as fh:
+                try:
+                    _run_slide(one)
+                    status = "done"
+                except GhanetError as exc:
+                    status = f"failed: {exc}"
+                    print(f"ghanet {args.command}: error: {exc}", file=fh)
+                except Exception as exc:  # noqa: BLE001 - a bug of ours: this slide's log says so, the rest go on
+                    import traceback
+
+                    status = f"failed: internal error ({type(exc).__name__}: {exc})"
+                    traceback.print_exc(file=fh)
+                    print(f"ghanet {args.command}: error: {status[8:]}; this is a bug in ghanet-pipeline, please "
+                          "report it with this log", file=fh)
+        if status.startswith("failed"):
+            failed.append(sid)
+        log.info("%s %s: %s (log: %s)", args.command, sid, status, log_path)
+        rows.append(f"{sid}\t{status}")
+    if failed:
+        raise ChunkFailed(f"{len(failed)} of {len(entries)} slides failed: {', '.join(failed)}; each slide's "
+                          f"log says why ({args.slide_log})")
+    with atomic_path(args.done) as tmp:
+        tmp.write_text("slide_id\tstatus\n" + "".join(r + "\n" for r in rows))
 
 
 def cmd_demo_cohort(args) -> None:
@@ -479,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-pt", help="a feature file as the MCAT/G-HANet .pt tensor (pt_files/<slide>.pt)")
     p.add_argument("--features", required=True, help="HDF5 written by `ghanet extract`")
     p.add_argument("--out", required=True)
+    _add_slides_args(p)
     p.set_defaults(func=cmd_export_pt)
 
     p = sub.add_parser("splits", help="validated cohort table, exclusions and patient-level folds")
@@ -597,7 +711,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        args.func(args)
+        if args.command not in SLIDE_FILES:
+            args.func(args)
+        elif args.slides is not None:
+            _run_slides(args)
+        else:
+            if getattr(args, "slide_id", "") is None or getattr(args, "slide", "") is None:
+                raise GhanetError("give --slide and --slide-id, or --slides")
+            _run_slide(args)
+    except ChunkFailed as exc:  # each failed slide's log holds its error line; this one only counts them
+        print(f"ghanet {args.command}: {exc}", file=sys.stderr)
+        return 1
     except GhanetError as exc:
         print(f"ghanet {args.command}: error: {exc}", file=sys.stderr)
         return 1

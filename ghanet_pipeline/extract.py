@@ -10,7 +10,9 @@ happen on the device, and inference runs under autocast (bf16 on a CPU with bf16
 from __future__ import annotations
 
 import collections
+import functools
 import json
+import os
 import logging
 import threading
 import time
@@ -220,7 +222,8 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
 
     if threads:
         torch.set_num_threads(threads)
-    spec, model, whash = encoders.load(params["encoder"], params["weights"])
+    spec, model, whash = _encoder(params["encoder"], params["weights"], _file_key(params["weights"]),
+                                  str(encoders.hub_cache_dir()))
     memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
     net = Net(model.to(dev, memory_format=memory_format), spec, dev,
               encoders.autocast_dtype(spec, params["precision"], dev), memory_format)
@@ -239,6 +242,24 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
     if features_pt:
         write_features_pt(features_pt, feats)
     return {"slide_id": slide_id, "n_tiles": len(coords), "dim": spec.dim, **file_attrs}
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder(name: str, weights: str | None, file_key, hub_dir: str):
+    """The encoder, loaded and its weights hashed once per process: a job of several slides
+    (slides_per_job) extracts them all with one load (foundation models take tens of seconds).
+    Keyed by the weights file's size and time too, so a replaced file is loaded again."""
+    spec, model, whash = encoders.load(name, weights)
+    log.info("encoder %s loaded once for this job (weights sha256 %s...)", spec.name, whash[:12])
+    return spec, model, whash
+
+
+def _file_key(path: str | None):
+    try:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    except (TypeError, OSError):
+        return None
 
 
 @torch.inference_mode()

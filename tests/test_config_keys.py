@@ -458,7 +458,7 @@ def _commands(plan: str, rule: str) -> list[str]:
     return [line for line in plan.splitlines() if f"-m ghanet_pipeline {rule} " in line]
 
 
-@covers("results_dir", "demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px",
+@covers("slides_per_job", "results_dir", "demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px",
         "extract.write_pt", "train.models", "evaluate.heatmaps", "cohort.default_mpp", "predict.slide_sheet",
         "predict.model", "predict.heatmaps", "cohort.slide_sheet", "cohort.clinical", "cohort.signatures")
 def test_workflow_keys(tmp_path):
@@ -476,6 +476,11 @@ def test_workflow_keys(tmp_path):
     assert _commands(base, "demo-cohort")[0].count("--patients 6 --seed 6 --width 1536 --height 1024 --mpp 0.5")
     assert not any("--default-mpp" in c for c in _commands(base, "segment"))
     assert {c.split("--model ")[1].split()[0] for c in _commands(base, "train")} == {"ghanet", "abmil", "snn"}
+    # slides_per_job: the 7 cohort slides in jobs of 4, the new patient's in a job of its own
+    (tmp_path / "chunks").mkdir()
+    chunked = _plan(tmp_path / "chunks", dict(TINY_DEMO, slides_per_job=4))
+    assert sorted(c.count('"slide_id"') for c in _commands(chunked, "extract")) == [1, 3, 4]
+    assert "--slide-id" not in chunked
 
     (tmp_path / "b").mkdir()
     changed = dict(TINY_DEMO, results_dir="out", demo=dict(patients=5, seed=4, level0_mpp=0.25, width_px=1100,

@@ -111,12 +111,16 @@ def slide_path(wildcards):
     return SLIDES[wildcards.slide]["path"]
 
 
-def slide_input(wildcards):
+def _slide_file(sid):
     """The slide as an input when it exists (or the demo will make it). A missing file is not an
     input, so the DAG still builds and only that slide's job fails, with a message naming it."""
-    path = SLIDES[wildcards.slide]["path"]
-    demo_slide = USE_DEMO and (wildcards.slide in COHORT_SLIDES or DEMO_NEW)
+    path = SLIDES[sid]["path"]
+    demo_slide = USE_DEMO and (sid in COHORT_SLIDES or DEMO_NEW)
     return [path] if demo_slide or Path(path).exists() else []
+
+
+def slide_input(wildcards):
+    return _slide_file(wildcards.slide)
 
 
 # ---------------------------------------------------------------- what each rule's outputs depend on
@@ -198,22 +202,27 @@ def section_json(name):
     return lambda wildcards, input: text
 
 
-def mpp_args(wildcards):
-    """--mpp / --default-mpp of a slide's segmentation, recorded as its params: the sheet's mpp,
-    or cohort.default_mpp as far as the slide depends on it. A slide whose last segmentation took
-    its resolution from the file keeps the default that job was given, so editing the default
-    reruns only slides that use it (a replaced file reruns anyway, through its mtime)."""
-    sheet_mpp = SLIDES[wildcards.slide]["mpp"]
+def _mpp_of(sid):
+    """(mpp, default_mpp) of a slide's segmentation, recorded as its params: the sheet's mpp, or
+    cohort.default_mpp as far as the slide depends on it. A slide whose last segmentation took its
+    resolution from the file keeps the default that job was given, so editing the default reruns
+    only slides that use it (a replaced file reruns anyway, through its mtime)."""
+    sheet_mpp = SLIDES[sid]["mpp"]
     if sheet_mpp is not None:
-        return f"--mpp {sheet_mpp}"
+        return sheet_mpp, None
     default = config["cohort"]["default_mpp"]
     try:
-        last = json.loads(Path(f"{RESULTS}/segment/{wildcards.slide}.stats.json").read_text())
+        last = json.loads(Path(f"{RESULTS}/segment/{sid}.stats.json").read_text())
     except (OSError, ValueError):
         last = {}
     if last.get("mpp_source") == "file":
         default = last.get("default_mpp_given")
-    return "" if default is None else f"--default-mpp {default}"
+    return None, default
+
+
+def mpp_args(wildcards):
+    mpp, default = _mpp_of(wildcards.slide)
+    return f"--mpp {mpp}" if mpp is not None else "" if default is None else f"--default-mpp {default}"
 
 
 def mpp_range_args(wildcards, input):
@@ -228,9 +237,81 @@ def on_error(wildcards, input):
 
 def tile_section(wildcards, input):
     tile = dict(config["tile"])
-    if wildcards.slide not in COHORT_SLIDES:
+    chunk = getattr(wildcards, "chunk", None)  # a chunk job, or one slide's
+    to_score = chunk.startswith("predict") if chunk else wildcards.slide not in COHORT_SLIDES
+    if to_score:
         tile["on_empty"] = "record"  # a patient to score without tissue gets a reason, not a failed run
     return json.dumps(tile, sort_keys=True)
+
+
+# ---------------------------------------------------------------- several slides per job
+#
+# slides_per_job > 1: segment, tile, extract (and export_pt) run one job per chunk of slides instead
+# of one per slide: 10,000 slides at 100 are 300 slide jobs, which Snakemake plans in seconds and a
+# cluster queues as 300 submissions. Each slide keeps its own outputs, log and stamp, at the paths
+# of the per-slide rules; the chunk's own output is a table of its slides. Chunks follow the sheets'
+# order (training slides, then slides to score), so slides added at the end rerun only the last.
+SLIDES_PER_JOB = config["slides_per_job"]
+CHUNKED = SLIDES_PER_JOB > 1
+
+
+def _chunks(kind, ids):
+    ids = list(ids)
+    return {f"{kind}{i // SLIDES_PER_JOB:05d}": ids[i:i + SLIDES_PER_JOB] for i in range(0, len(ids), SLIDES_PER_JOB)}
+
+
+_CHUNKED_COHORT = {} if FEATURES_IN else COHORT_SLIDES  # a slide both trained on and scored: once, as cohort
+CHUNKS = {**_chunks("cohort", _CHUNKED_COHORT),
+          **_chunks("predict", [s for s in PREDICT_SLIDES if s not in _CHUNKED_COHORT])} if CHUNKED else {}
+CHUNK_OF = {sid: chunk for chunk, ids in CHUNKS.items() for sid in ids}
+CHUNK_TABLES = {  # where each stage's chunk tables go (the features' beside them, per encoder)
+    "segment": f"{RESULTS}/segment/chunks",
+    "tile": f"{RESULTS}/tile/chunks",
+    "extract": f"{FEATURES_DIR}/chunks",
+    "export_pt": f"{FEATURES_DIR}/pt_files/chunks",
+}
+
+
+def slides_done(stage, slide_ids, per_slide):
+    """The files that say `stage` is done for these slides: each slide's own (`per_slide`, a path
+    with {slide}), or with slides_per_job > 1 the tables of the chunks that hold them."""
+    if not CHUNKED:
+        return [per_slide.format(slide=sid) for sid in slide_ids]
+    return sorted({f"{CHUNK_TABLES[stage]}/{CHUNK_OF[sid]}.tsv" for sid in slide_ids})
+
+
+def chunk_slides(with_mpp=False):
+    """A chunk's slides as the JSON list `--slides` takes, recorded as the chunk's param: a slide
+    added, removed, moved or given another resolution reruns its chunk (and within it, that slide)."""
+    def slides(wildcards):
+        rows = []
+        for sid in CHUNKS[wildcards.chunk]:
+            row = {"slide_id": sid, "path": SLIDES[sid]["path"]}
+            if with_mpp:
+                mpp, default = _mpp_of(sid)
+                row.update({k: v for k, v in (("mpp", mpp), ("default_mpp", default)) if v is not None})
+            rows.append(row)
+        text = json.dumps(rows)
+        if len(text) > 100_000:  # bash takes one argument of at most 128 KB
+            fits = max(1, SLIDES_PER_JOB * 100_000 // len(text))
+            raise ValueError(f"slides_per_job: {SLIDES_PER_JOB} slides' paths make chunk {wildcards.chunk}'s command "
+                             f"{len(text):,} characters, more than a command line holds; set slides_per_job to {fits} "
+                             "or less")
+        return text
+    return slides
+
+
+def chunk_slide_files(wildcards):
+    """The chunk's slide files that exist (or the demo will make): as slide_input, per slide."""
+    return [p for sid in CHUNKS[wildcards.chunk] for p in _slide_file(sid)]
+
+
+def slide_patterns(**options):
+    """A chunk job's per-slide paths as `--option 'path with {slide}'`; the command fills in each
+    slide. Derived (the chunk's slides are the recorded param), and a function: Snakemake would
+    read a {slide} in a plain string param as a wildcard."""
+    text = " ".join(f"--{name.replace('_', '-')} {shlex.quote(path)}" for name, path in options.items())
+    return lambda wildcards, input: text
 
 
 def train_features(wildcards):
@@ -242,7 +323,7 @@ def manifest_inputs(wildcards):
     """The cohort's feature files: ours, or (cohort.features) the ones found for its slides. A slide
     without one is not an input, so the DAG builds and the manifest job names every such slide."""
     if not FEATURES_IN:
-        return [f"{FEATURES_DIR}/{sid}.h5" for sid in COHORT_SLIDES]
+        return slides_done("extract", COHORT_SLIDES, f"{FEATURES_DIR}/{{slide}}.h5")
     return [str(p) for p in (find_feature_file(FEATURES_IN, sid) for sid in COHORT_SLIDES) if p]
 
 
@@ -288,9 +369,9 @@ def all_targets():
     # the slide report needs every slide segmented and tiled, the manifest every cohort slide's
     # features: two targets instead of four per slide keep the DAG quick to build
     targets = [f"{FEATURES_DIR}/manifest.csv"] + ([f"{RESULTS}/report/slides.csv"] if SLIDES else [])
-    targets += [f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES]
+    targets += slides_done("extract", PREDICT_SLIDES, f"{FEATURES_DIR}/{{slide}}.h5")
     if config["extract"]["write_pt"]:
-        targets += [f"{FEATURES_DIR}/pt_files/{sid}.pt" for sid in SLIDES]
+        targets += slides_done("export_pt", SLIDES, f"{FEATURES_DIR}/pt_files/{{slide}}.pt")
     if HAS_OUTCOMES:
         targets += [f"{RESULTS}/genes/fold_{k}/selection.json" for k in FOLDS]
         targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]

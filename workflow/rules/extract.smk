@@ -34,6 +34,41 @@ rule extract:
         " 2> {log:q}"
 
 
+# slides_per_job > 1: a chunk of slides per job (see segment_chunk), the encoder loaded once for them.
+rule extract_chunk:
+    input:
+        slides=chunk_slide_files,
+        tiled=f"{CHUNK_TABLES['tile']}/{{chunk}}.tsv",
+    output:
+        f"{CHUNK_TABLES['extract']}/{{chunk}}.tsv",
+    params:
+        **depends_on("extract"),
+        slides=chunk_slides(),
+        on_error=on_error,
+        section=section_json("extract"),
+        paths=slide_patterns(coords=f"{RESULTS}/tile/{{slide}}.h5", features=f"{FEATURES_DIR}/{{slide}}.h5",
+                             slide_log=f"{RESULTS}/logs/extract/{{slide}}.log"),
+    conda:
+        "../../envs/deep-learning.yaml"
+    log:
+        f"{RESULTS}/logs/extract_chunks/{{chunk}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/extract_chunks/{{chunk}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        batch_size=64,
+        loader_workers=1,
+        device="auto",
+        slide_reader="auto",
+    shell:
+        "python -m ghanet_pipeline extract --slides {params.slides:q} {params.on_error} --params {params.section:q}"
+        " {params.paths} --done {output:q}"
+        " --device {resources.device} --gpus {resources.gpu} --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
+        " --slide-reader {resources.slide_reader}"
+        " 2> {log:q}"
+
+
 # The tensors the official MCAT/G-HANet loaders read (extract.write_pt): converted from the HDF5,
 # so asking for them adds these jobs and reruns nothing.
 rule export_pt:
@@ -49,6 +84,25 @@ rule export_pt:
         f"{RESULTS}/benchmarks/export_pt/{{slide}}.tsv"
     shell:
         "python -m ghanet_pipeline export-pt --features {input:q} --out {output:q} 2> {log:q}"
+
+
+rule export_pt_chunk:
+    input:
+        f"{CHUNK_TABLES['extract']}/{{chunk}}.tsv",
+    output:
+        f"{CHUNK_TABLES['export_pt']}/{{chunk}}.tsv",
+    params:
+        slides=chunk_slides(),
+        paths=slide_patterns(features=f"{FEATURES_DIR}/{{slide}}.h5", out=f"{FEATURES_DIR}/pt_files/{{slide}}.pt",
+                             slide_log=f"{RESULTS}/logs/export_pt/{{slide}}.log"),
+    conda:
+        "../../envs/deep-learning.yaml"
+    log:
+        f"{RESULTS}/logs/export_pt_chunks/{{chunk}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/export_pt_chunks/{{chunk}}.tsv"
+    shell:
+        "python -m ghanet_pipeline export-pt --slides {params.slides:q} {params.paths} --done {output:q} 2> {log:q}"
 
 
 # One table of the training cohort's feature files: the model rules depend on it rather than on

@@ -5,7 +5,7 @@
 rule predict:
     input:
         sheet=PREDICT_SHEET or [],
-        features=[f"{FEATURES_DIR}/{sid}.h5" for sid in PREDICT_SLIDES],
+        features=slides_done("extract", PREDICT_SLIDES, f"{FEATURES_DIR}/{{slide}}.h5"),
         models=expand(f"{MODELS_DIR}/{PREDICT_MODEL}/fold_{{fold}}/model.pt", fold=FOLDS),
     output:
         csv=report(f"{PREDICT_DIR}/predictions.csv", caption="../report/predictions.rst", category="Predictions"),

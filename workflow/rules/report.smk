@@ -5,9 +5,9 @@ QC_IMAGES = [f"{RESULTS}/segment/{{slide}}.qc.jpg", f"{RESULTS}/tile/{{slide}}.q
 
 rule slide_report:
     input:
-        stats=[f"{RESULTS}/segment/{sid}.stats.json" for sid in SLIDES],
-        coords=[f"{RESULTS}/tile/{sid}.h5" for sid in SLIDES],
-        qc=[t.format(slide=sid) for sid in SLIDES for t in QC_IMAGES],
+        stats=slides_done("segment", SLIDES, f"{RESULTS}/segment/{{slide}}.stats.json"),
+        coords=slides_done("tile", SLIDES, f"{RESULTS}/tile/{{slide}}.h5"),
+        qc=[] if CHUNKED else [t.format(slide=sid) for sid in SLIDES for t in QC_IMAGES],  # chunked: the tables above
         # the sheets of the slides this run processes: the job's slide list, and their extra columns
         sheets=[s for s in (None if FEATURES_IN else SHEET, PREDICT_SHEET if PREDICT_SLIDES else None) if s],
     output:
