@@ -109,8 +109,10 @@ def _stamp(args) -> tuple[list[str], list[str], dict]:
 
 
 def _run_slide(args) -> None:
-    """One slide's stage, then its stamp (which a job of several slides reads to skip it)."""
+    """One slide's stage, then its stamp (which a job of several slides reads to skip it). The old
+    stamp goes first: outputs rewritten by a job killed before its stamp are never vouched for."""
     _, outputs, kept = _stamp(args)
+    stamps.clear_stamp(outputs)
     args.func(args)
     stamps.write_stamp(kept, outputs)
 
@@ -583,8 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="tile-reading processes")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--slide-reader", choices=["auto", "openslide"], default="auto",
-                   help="auto: patches from the stored JPEG tiles where the file allows it, else OpenSlide")
+    p.add_argument("--slide-reader", choices=["auto", "device", "openslide"], default="auto",
+                   help="auto: patches from the stored JPEG tiles where the file allows it, else OpenSlide; "
+                        "device: those tiles decoded, assembled and resized on the job's device (nvJPEG on a GPU)")
     p.add_argument("--reader", choices=["threads", "processes"], default="threads",
                    help="tile readers run as threads (default) or forkserver processes")
     p.set_defaults(func=cmd_extract)

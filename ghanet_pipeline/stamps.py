@@ -40,5 +40,9 @@ def up_to_date(arguments: dict, inputs: list[str], outputs: list[str]) -> bool:
     return stamp.get("digest") == digest(arguments) and min(out_times) >= max(in_times, default=0)
 
 
+def clear_stamp(outputs: list[str]) -> None:
+    stamp_path(outputs[0]).unlink(missing_ok=True)
+
+
 def write_stamp(arguments: dict, outputs: list[str]) -> None:
     write_json(stamp_path(outputs[0]), {"digest": digest(arguments), "outputs": [str(p) for p in outputs]})

@@ -2,6 +2,7 @@
 jobs, with each slide's own outputs and log, the encoder loaded once per job, and reruns that redo
 only the slides that changed."""
 
+import os
 import shutil
 
 import h5py
@@ -12,6 +13,27 @@ import pytest
 from conftest import CMU_SLIDE, TINY_DEMO, job_counts, snakemake, write_config
 
 FEATURES = "results/features/efficientnet_lite0"
+
+
+def test_a_slide_is_up_to_date_by_its_stamp_and_its_files_times(tmp_path):
+    from ghanet_pipeline import stamps
+
+    slide, out = tmp_path / "slide.svs", tmp_path / "out.h5"
+    slide.write_text("pixels")
+    out.write_text("features")
+    os.utime(slide, ns=(1, 1))
+    args = {"params": '{"encoder": "uni"}', "slide": str(slide)}
+    assert not stamps.up_to_date(args, [str(slide)], [str(out)])  # never stamped
+    stamps.write_stamp(args, [str(out)])
+    assert stamps.stamp_path(out).name == ".out.h5.stamp.json"
+    assert stamps.up_to_date(args, [str(slide)], [str(out)])
+    assert not stamps.up_to_date({**args, "params": '{"encoder": "virchow"}'}, [str(slide)], [str(out)])
+    assert not stamps.up_to_date(args, [str(slide)], [str(out), str(tmp_path / "gone.jpg")])
+    assert not stamps.up_to_date(args, [str(tmp_path / "moved.svs")], [str(out)])
+    os.utime(slide)  # the slide replaced after its outputs were made
+    assert not stamps.up_to_date(args, [str(slide)], [str(out)])
+    stamps.clear_stamp([str(out)])
+    assert not stamps.stamp_path(out).exists()
 
 
 def _features(run, sid):

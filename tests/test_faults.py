@@ -33,6 +33,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_DEMO, tool_env, write_config
+from ghanet_pipeline.stamps import stamp_path
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +84,7 @@ def _nothing_else_changed(work, ref) -> None:
     trials' own outputs are compared value by value)."""
     skip = {"logs", "benchmarks"}
     trials = {rel for outs in OUTPUTS.values() for rel in outs}
+    trials |= {str(stamp_path(rel)) for rel in trials}  # the trial job's own stamp, with its (absolute) paths
     for path in (ref / "results").rglob("*"):
         rel = path.relative_to(ref)
         if path.is_dir() or skip & set(rel.parts) or str(rel) in trials or rel.name == "failures.csv":
