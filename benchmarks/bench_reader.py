@@ -13,7 +13,10 @@ process and one run, per slide:
              is the figure to watch (aim >= 0.9).
 
     python benchmarks/bench_reader.py [--tiles 256] [--workers 2] [--encoders resnet50_trunc,efficientnet_lite0]
-    python benchmarks/bench_reader.py --device cuda --tiles 8192 --workers 14 --encoders resnet50_trunc
+    python benchmarks/bench_reader.py --device cuda --tiles 8192 --workers 14 --batch-size 256 --encoders resnet50_trunc
+
+Readers (--readers): openslide; auto (stored tiles decoded by libjpeg-turbo in the reader threads);
+device (stored tiles decoded, assembled and resized on --device: nvJPEG on a GPU).
 
 Model weights are random: speed does not depend on their values.
 """
@@ -62,15 +65,17 @@ def touched_tiles(coords, attrs, stored) -> set:
     return out
 
 
-def read_rate(slide, coords, attrs, size, batch, workers, slide_reader) -> dict:
+def read_rate(slide, coords, attrs, size, batch, workers, slide_reader, dev) -> dict:
     reader = extract.TileReader(slide, coords, int(attrs["patch_level"]), formats.tile_sizes(attrs)[0], size,
-                                batch, slide_reader)
+                                batch, slide_reader, dev)
     t = time.perf_counter()
     n = sum(len(imgs) for imgs, _ in reader.batches(workers))
+    sync(dev)
     seconds = time.perf_counter() - t
     row = {"reader": reader.name, "read_pps": round(n / seconds, 1)}
-    if reader._stored is not None:
-        row["decodes_per_stored_tile"] = round(reader._stored.decoded / len(touched_tiles(coords, attrs, reader._stored)), 3)
+    decoder = reader._on_device or reader._stored
+    if decoder is not None:
+        row["decodes_per_stored_tile"] = round(decoder.decoded / len(touched_tiles(coords, attrs, reader._stored)), 3)
     reader.close()
     return row
 
@@ -93,6 +98,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="reader threads")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--encoders", default="resnet50_trunc,efficientnet_lite0")
+    ap.add_argument("--readers", default="openslide,auto,device")
     ap.add_argument("--out", default=str(REPO / "bench-out"))
     args = ap.parse_args()
     dev, out = setup(args)
@@ -104,9 +110,10 @@ def main():
     results = []
     for label, (slide, coords_h5) in slides.items():
         coords, attrs = formats.read_coords(coords_h5)
-        for slide_reader in ("openslide", "auto"):
+        readers = args.readers.split(",")
+        for slide_reader in readers:
             row = {"slide": label, "tiles": len(coords), "read_size": formats.tile_sizes(attrs)[0],
-                   **read_rate(slide, coords, attrs, 224, args.batch_size, args.workers, slide_reader)}
+                   **read_rate(slide, coords, attrs, 224, args.batch_size, args.workers, slide_reader, dev)}
             results.append(row)
             print(json.dumps(row), flush=True)
         timed = coords[:args.tiles]
@@ -118,14 +125,13 @@ def main():
             n_batches = max(2, len(timed) // args.batch_size)
             fwd = forward_rate(model, spec, dev, dtype, fmt, args.batch_size, n_batches)
             row = {"slide": label, "encoder": name, "precision": str(dtype or "fp32"), "forward_pps": round(fwd, 1)}
-            for slide_reader in ("openslide", "auto"):
+            for slide_reader in readers:
                 rate = stage_rate(net, slide, timed, attrs, extract.Reading(args.batch_size, args.workers,
                                                                              slide_reader=slide_reader))
                 row[f"stage_pps_{slide_reader}"] = round(rate, 1)
             row["forward_again_pps"] = round(forward_rate(model, spec, dev, dtype, fmt, args.batch_size, n_batches), 1)
             ceiling = max(row["forward_pps"], row["forward_again_pps"])
-            row.update(ratio_openslide=round(row["stage_pps_openslide"] / ceiling, 3),
-                       ratio_stored=round(row["stage_pps_auto"] / ceiling, 3))
+            row.update({f"ratio_{r}": round(row[f"stage_pps_{r}"] / ceiling, 3) for r in readers})
             results.append(row)
             print(json.dumps(row), flush=True)
     (out / f"bench_reader_{dev.type}.json").write_text(json.dumps(results, indent=2))

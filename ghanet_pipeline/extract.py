@@ -43,23 +43,30 @@ class TileReader:
     """
 
     def __init__(self, slide_path, coords: np.ndarray, level: int, read_size: int, out_size: int,
-                 batch_size: int, slide_reader: str = "auto"):
+                 batch_size: int, slide_reader: str = "auto", device: torch.device | None = None):
         self.slide_path, self.coords, self.level = str(slide_path), coords, level
         self.read_size, self.out_size, self.batch_size = read_size, out_size, batch_size
         self.slide_reader = slide_reader
         self._local = threading.local()
         self._handles: list[openslide.OpenSlide] = []
         self._stored, self.why_openslide = None, "slide_reader: openslide"
+        self._on_device = None  # slide_reader device: the stored tiles decoded on the job's device
         self.from_openslide = 0  # patches OpenSlide read
-        if slide_reader == "auto":
+        if slide_reader in ("auto", "device"):
             self._stored, self.why_openslide = StoredTiles.open(self.slide_path, self._handle(), level)
+        if slide_reader == "device" and self._stored is not None:
+            from .device_tiles import DeviceTiles
+
+            self._on_device = DeviceTiles(self._stored, device or torch.device("cpu"), read_size, out_size)
 
     @property
     def name(self) -> str:
-        """Which reader ran: stored-tiles, openslide, or both (patches the fast path leaves)."""
+        """Which reader ran: stored-tiles (device-tiles: decoded on the job's device), openslide, or
+        both (patches the fast path leaves)."""
         if self._stored is None:
             return "openslide"
-        return "stored-tiles" if not self.from_openslide else f"stored-tiles+openslide ({self.from_openslide} patches)"
+        fast = "device-tiles" if self._on_device is not None else "stored-tiles"
+        return fast if not self.from_openslide else f"{fast}+openslide ({self.from_openslide} patches)"
 
     def __len__(self):
         return (len(self.coords) + self.batch_size - 1) // self.batch_size
@@ -78,31 +85,48 @@ class TileReader:
             rgb = wsi.rgba_to_rgb(rgba) if rgba[..., 3].min() < 255 else rgba[..., :3]
         return rgb
 
+    def _resized(self, rgb: np.ndarray) -> np.ndarray:
+        if self.read_size == self.out_size:
+            return rgb
+        interp = cv2.INTER_AREA if self.read_size > self.out_size else cv2.INTER_CUBIC
+        return cv2.resize(rgb, (self.out_size, self.out_size), interpolation=interp)
+
     def read_batch(self, b: int):
         idx = range(b * self.batch_size, min(len(self.coords), (b + 1) * self.batch_size))
+        if self._on_device is not None:
+            return self._read_batch_on_device(idx)
         out = np.empty((len(idx), self.out_size, self.out_size, 3), np.uint8)
         for j, i in enumerate(idx):
             x, y = (int(v) for v in self.coords[i])
             try:
-                rgb = self._patch(x, y)
+                out[j] = self._resized(self._patch(x, y))
             except (openslide.OpenSlideError, OSError, RuntimeError, ValueError) as exc:
                 # imagecodecs raises its own JpegError (a RuntimeError) on a corrupt stored tile
                 return None, f"tile #{i} at level-0 ({x}, {y}): {exc}"
-            if self.read_size != self.out_size:
-                interp = cv2.INTER_AREA if self.read_size > self.out_size else cv2.INTER_CUBIC
-                rgb = cv2.resize(rgb, (self.out_size, self.out_size), interpolation=interp)
-            out[j] = rgb
         return torch.from_numpy(out), None
+
+    def _read_batch_on_device(self, idx):
+        """The batch decoded, assembled and resized on the device; patches the stored tiles do not
+        cover exactly (fractional positions, slide edges) read by OpenSlide, as on the CPU path."""
+        xy = [tuple(int(v) for v in self.coords[i]) for i in idx]
+        try:
+            out, rest = self._on_device.batch(xy)
+            for j in rest:
+                out[j] = torch.from_numpy(self._resized(self._patch(*xy[j]))).to(out.device)
+        except (openslide.OpenSlideError, OSError, RuntimeError, ValueError) as exc:
+            # torchvision raises a RuntimeError on a corrupt stored tile, naming no tile: the batch is named
+            return None, f"tiles #{idx[0]}-#{idx[-1]} (level-0 ({xy[0][0]}, {xy[0][1]}) on): {exc}"
+        return out, None
 
     def __getstate__(self):  # worker processes open their own handles and file descriptors
         state = dict(self.__dict__)
-        state.pop("_local"), state.pop("_handles"), state.pop("_stored")
+        state.pop("_local"), state.pop("_handles"), state.pop("_stored"), state.pop("_on_device")
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state):  # worker processes decode on the CPU
         self.__dict__.update(state)
-        self._local, self._handles, self._stored = threading.local(), [], None
-        if self.slide_reader == "auto":
+        self._local, self._handles, self._stored, self._on_device = threading.local(), [], None, None
+        if self.slide_reader in ("auto", "device"):
             self._stored, _ = StoredTiles.open(self.slide_path, self._handle(), self.level)
 
     def batches(self, workers: int, processes: bool = False):
@@ -201,7 +225,8 @@ class Net:
 @dataclass
 class Reading:
     """How tiles are read: batch size, reader threads (or processes), and the slide reader
-    (auto: the stored JPEG tiles where the file allows it; openslide)."""
+    (auto: the stored JPEG tiles where the file allows it; device: those tiles decoded on the
+    job's device, nvJPEG on a GPU; openslide)."""
     batch_size: int = 64
     workers: int = 1
     processes: bool = False
@@ -271,7 +296,7 @@ def extract_tiles(net: Net, slide_path, slide_id: str, coords: np.ndarray, attrs
     if n == 0:
         return feats, "none"
     reader = TileReader(slide_path, coords, int(attrs["patch_level"]), formats.tile_sizes(attrs)[0],
-                        net.spec.input_size, reading.batch_size, reading.slide_reader)
+                        net.spec.input_size, reading.batch_size, reading.slide_reader, net.dev)
     if reader.name == "openslide":
         log.info("%s: read by OpenSlide (%s)", slide_id, reader.why_openslide)
     progress = Progress(slide_id, n, f"{net.dev}, {reader.name.split('+')[0]}")
@@ -318,7 +343,7 @@ def _run_batches(net: Net, batches, feats, slide_path, slide_id, progress: Progr
         if error is not None:
             raise SlideError(f"slide {slide_id}: reading {slide_path} failed at {error}; the file is "
                              "corrupt or truncated, copy it again from its source")
-        if net.dev.type == "cuda":
+        if net.dev.type == "cuda" and imgs.device.type == "cpu":  # device-tiles batches are there already
             imgs = imgs.pin_memory()
         x = imgs.to(net.dev, non_blocking=True).permute(0, 3, 1, 2).float()
         x = (x * scale - shift).contiguous(memory_format=net.memory_format)

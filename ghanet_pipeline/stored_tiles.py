@@ -25,6 +25,9 @@ import numpy as np
 VENDORS = ("aperio", "generic-tiff")  # OpenSlide formats whose levels are plain tiled TIFF pages
 JPEG, RGB, YCBCR = 7, 2, 6
 CACHE_BYTES = 256 << 20
+# Adobe APP14 with transform 0: "the components are R, G, B", for a decoder that reads whole JPEG
+# streams (torchvision, nvJPEG) and would otherwise take three components for YCbCr
+ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 
 
 class StoredTiles:
@@ -87,22 +90,40 @@ class StoredTiles:
                 self.cache.popitem(last=False)
         return tile
 
-    def patch(self, x: int, y: int, size: int) -> np.ndarray | None:
-        """size x size RGB at level-0 (x, y), as OpenSlide's read_region of this level gives it."""
+    def jpeg(self, i: int) -> bytes:
+        """Stored tile i as a complete JPEG stream: the shared tables spliced in after its SOI, and
+        where the TIFF says the tiles are RGB-coded, the marker that says so."""
+        data = os.pread(self.fd, self.counts[i], self.offsets[i])
+        tables = self.tables[2:-2] if self.tables else b""  # without their own SOI and EOI
+        return data[:2] + tables + (ADOBE_RGB if self.colorspace == "RGB" else b"") + data[2:]
+
+    def pieces(self, x: int, y: int, size: int):
+        """The stored tiles a size x size patch at level-0 (x, y) takes, as (tile index, rows and
+        columns in the tile, rows and columns in the patch), or None where it is OpenSlide's to read."""
         lx, ly = x / self.downsample, y / self.downsample
         if lx != int(lx) or ly != int(ly):
             return None  # OpenSlide resamples a fractional position; leave that to it
         lx, ly = int(lx), int(ly)
         if lx < 0 or ly < 0 or lx + size > self.width or ly + size > self.height:
             return None  # past the edge OpenSlide gives transparent pixels
-        out = np.empty((size, size, 3), np.uint8)
+        out = []
         for ty in range(ly // self.th, (ly + size - 1) // self.th + 1):
             y0, y1 = max(ly, ty * self.th), min(ly + size, (ty + 1) * self.th)
             for tx in range(lx // self.tw, (lx + size - 1) // self.tw + 1):
                 x0, x1 = max(lx, tx * self.tw), min(lx + size, (tx + 1) * self.tw)
-                tile = self._tile(ty * self.across + tx)
-                out[y0 - ly:y1 - ly, x0 - lx:x1 - lx] = tile[y0 - ty * self.th:y1 - ty * self.th,
-                                                            x0 - tx * self.tw:x1 - tx * self.tw]
+                out.append((ty * self.across + tx,
+                            (slice(y0 - ty * self.th, y1 - ty * self.th), slice(x0 - tx * self.tw, x1 - tx * self.tw)),
+                            (slice(y0 - ly, y1 - ly), slice(x0 - lx, x1 - lx))))
+        return out
+
+    def patch(self, x: int, y: int, size: int) -> np.ndarray | None:
+        """size x size RGB at level-0 (x, y), as OpenSlide's read_region of this level gives it."""
+        pieces = self.pieces(x, y, size)
+        if pieces is None:
+            return None
+        out = np.empty((size, size, 3), np.uint8)
+        for i, src, dst in pieces:
+            out[dst] = self._tile(i)[src]
         self.patches += 1
         return out
 

@@ -128,3 +128,50 @@ def test_the_demo_run_extracts_through_the_stored_tiles(tiny_run):
     files = sorted((tiny_run / "results/features/efficientnet_lite0").glob("*.h5"))
     assert len(files) == 8
     assert {features.read_features(f)[2]["reader"] for f in files} == {"stored-tiles"}
+
+
+ON_DEVICES = [pytest.param("cpu", id="cpu"),
+              pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(
+                  not torch.cuda.is_available(), reason="no CUDA GPU here: nvJPEG is checked where a GPU is lent"))]
+
+
+@pytest.mark.parametrize("device", ON_DEVICES)
+@pytest.mark.parametrize("name", ["cmu", "aperio40", "tiff20"])
+def test_tiles_decoded_on_the_device_equal_the_cpu_reader(slides, name, device):
+    """slide_reader device: tiles decoded by torchvision (nvJPEG on a GPU), patches assembled and
+    resized there. On the CPU (libjpeg-turbo) the batches equal the CPU reader's exactly (512 and
+    256 px read, 224 px out: OpenCV's INTER_AREA weights as matrices); nvJPEG's IDCT may differ
+    from libjpeg-turbo's, so on a GPU within 2 grey levels. Each stored tile is decoded once; a
+    patch over the slide's edge is OpenSlide's, on both paths."""
+    path = slides[name]
+    w, h = openslide.OpenSlide(str(path)).dimensions
+    read = 256 if name == "tiff20" else 512
+    coords = np.vstack([_grid(path, read), [(w - read // 2, 0)]])  # the last one runs past the edge
+    cpu = extract.TileReader(path, coords, 0, read, 224, 8, "auto")
+    dev = extract.TileReader(path, coords, 0, read, 224, 8, "device", torch.device(device))
+    for b in range(len(cpu)):
+        ref, err = cpu.read_batch(b)
+        out, err2 = dev.read_batch(b)
+        assert err is None and err2 is None and out.device.type == device
+        diff = (ref.int() - out.cpu().int()).abs()
+        assert (diff.max() == 0) if device == "cpu" else (diff.max() <= 2 and diff.float().mean() < 0.5)
+    assert dev.name == "device-tiles+openslide (1 patches)" and cpu.name == "stored-tiles+openslide (1 patches)"
+    stored = dev._stored
+    touched = {i for x, y in coords for i, _, _ in stored.pieces(int(x), int(y), read) or ()}
+    assert dev._on_device.decoded == len(touched)
+
+
+@pytest.mark.parametrize("device", ON_DEVICES)
+def test_features_through_the_device_decoder_agree(slides, net, device):
+    coords = _grid(slides["aperio40"], 512)
+    attrs = {"patch_level": 0, "read_size": 512, "target_patch_size": 256}
+    on = extract.Net(net.model.to(device), net.spec, torch.device(device))
+    fast, reader = extract.extract_tiles(on, slides["aperio40"], "a", coords, attrs,
+                                         extract.Reading(8, 2, slide_reader="device"))
+    ref, _ = extract.extract_tiles(on, slides["aperio40"], "a", coords, attrs, extract.Reading(8, 2))
+    net.model.to("cpu")
+    assert reader == "device-tiles"
+    if device == "cpu":
+        assert np.array_equal(fast, ref)  # the same pixels, so the same features
+    else:
+        assert np.linalg.norm(fast - ref) / np.linalg.norm(ref) < 1e-2
