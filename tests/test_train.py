@@ -95,6 +95,21 @@ def test_training_is_deterministic_and_writes_a_self_contained_checkpoint(tmp_pa
         assert ckpt["module"](x)["risk"].item() == pytest.approx(a.set_index("case_id").at[case, "risk"], abs=1e-6)
 
 
+def test_bags_larger_than_the_cache_are_read_from_disk_with_the_same_result(tmp_path, monkeypatch):
+    """A fold whose bags exceed train.CACHE_BYTES (a cohort of thousands of slides) is trained on
+    bags read from disk at each step, never all held, with the risks of the cached run."""
+    make_fold(tmp_path)
+    fold = train.load_fold(tmp_path / "patients.csv.gz", tmp_path / "fold_0.csv", tmp_path / "selection.json",
+                           tmp_path / "scaler.csv", 0)
+    assert len(train.Inputs("ghanet", fold, tmp_path / "features", "cpu", "fail").cache) == 14
+    train_once(tmp_path, "ghanet", tmp_path / "cached")
+    monkeypatch.setattr(train, "CACHE_BYTES", 1000)  # smaller than the fold's bags
+    assert train.Inputs("ghanet", fold, tmp_path / "features", "cpu", "fail").cache == {}
+    train_once(tmp_path, "ghanet", tmp_path / "streamed")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cached/risks.csv"),
+                                  pd.read_csv(tmp_path / "streamed/risks.csv"), check_exact=True)
+
+
 def test_another_seed_gives_another_model(tmp_path):
     make_fold(tmp_path)
     train_once(tmp_path, "abmil", tmp_path / "a", seed=1)
