@@ -62,6 +62,6 @@ def contact_sheets(items: list[tuple[str, list]], out_dir, *, name: str = "galle
                         page[y:y + img.shape[0], x:x + img.shape[1]] = img
             y0 += height + pad
         path = out_dir / f"{name}_{p + 1:03d}.jpg"
-        formats.write_image(path, page, quality=85)
+        formats.write_image(path, page, quality=75)  # pages for a screen: a 1,000-slide report stays near 40 MB
         pages.append(path)
     return pages
