@@ -38,6 +38,11 @@ NOTHING: dict = {}
 # key (or keys changed together) -> (new value(s), the jobs a dry run of the finished demo plans)
 TABLE = {
     "results_dir": ("out", _everything(COHORT_SLIDES)),
+    # chunk jobs instead of a job per slide (7 cohort slides in 3, the new patient's in 1): each finds
+    # its slides up to date by their stamps; the manifest and the slide report are read from the
+    # chunks' tables, so they and what follows the manifest run again (the slides do not)
+    "slides_per_job": (3, {"segment_chunk": 4, "tile_chunk": 4, "extract_chunk": 4, "slide_report": 1,
+                           "feature_manifest": 1, **SLIDE_MODELS}),
     "cohort.slide_sheet, cohort.clinical, cohort.signatures":  # the demo's own files, copied
         (("copies/slides.csv", "copies/clinical.csv", "copies/signatures.csv"),
          # the slide table carries the sheet's columns; the manifest reads its slide list from the sheet
