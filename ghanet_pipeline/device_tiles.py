@@ -6,6 +6,9 @@ is no GPU: decoded tiles equal the CPU reader's exactly, and the resize is OpenC
 shrink, INTER_CUBIC to enlarge) written as two matrix products with OpenCV's own weights, so
 patches equal the CPU path's within one grey level. Tiles stay decoded on the device in a small
 cache shared by the reader threads, each decoded once while a slide's patches need it.
+
+torchvision 0.29 (pinned) marks its image decoders deprecated in favour of TorchCodec; they still
+work there, and moving to TorchCodec belongs with the next torchvision.
 """
 
 from __future__ import annotations

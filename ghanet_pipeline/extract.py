@@ -12,8 +12,8 @@ from __future__ import annotations
 import collections
 import functools
 import json
-import os
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
