@@ -72,6 +72,10 @@ def test_dry_runs_in_a_snakemake_only_env(plain_env, tmp_path):
     proc = _dry_run(plain_env, user, "--config", "train={epochs: 3}", configfile=cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rule demo_cohort" not in proc.stdout and "rule predict" in proc.stdout and "rule genes" in proc.stdout
+    # several slides per job: the chunks are planned with the standard library too
+    proc = _dry_run(plain_env, user, "--config", "slides_per_job=4", configfile=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rule segment_chunk" in proc.stdout and "rule extract_chunk" in proc.stdout and "rule segment:" not in proc.stdout
 
     # the SLURM profile: the executor plugin loads and plans every job (nothing is submitted)
     _pip_install(plain_env, SLURM_PLUGIN)
