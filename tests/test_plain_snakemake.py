@@ -3,6 +3,7 @@ executor plugin), the per-stage envs left to --use-conda. Conda cannot run here,
 run; the dry runs parse the whole workflow (config, sheets, every rule file) in that environment."""
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 
@@ -17,12 +18,28 @@ SNAKEMAKE = f"snakemake=={importlib.metadata.version('snakemake')}"
 SLURM_PLUGIN = f"snakemake-executor-plugin-slurm=={importlib.metadata.version('snakemake-executor-plugin-slurm')}"
 
 
+# what pip says when it cannot reach a package index at all (no network, no proxy): only then is the
+# test skipped; any other failure (a pin that does not exist, a conflict) fails it
+UNREACHABLE = re.compile(r"NewConnectionError|Failed to establish a new connection|Temporary failure in name "
+                         r"resolution|Network is unreachable|Could not fetch URL|ProxyError|ConnectTimeoutError")
+
+
 def _pip_install(venv, *packages):
     proc = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "--quiet",
                            "--disable-pip-version-check", *packages], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot install {' '.join(packages)} into a fresh venv (no package index?): "
-                    f"{proc.stderr.strip().splitlines()[-1:]}")
+    if proc.returncode != 0 and UNREACHABLE.search(proc.stderr):
+        pytest.skip(f"cannot install {' '.join(packages)} into a fresh venv: no package index reachable "
+                    f"({proc.stderr.strip().splitlines()[-1:]})")
+    assert proc.returncode == 0, f"pip install {' '.join(packages)} failed: {proc.stderr.strip()[-2000:]}"
+
+
+def test_a_broken_pin_fails_rather_than_skips(tmp_path):
+    """Only an unreachable index skips; a pin pip cannot satisfy is a failure of ours."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)  # this pip and index, without a venv to build
+    with pytest.raises(AssertionError, match=r"(?s)snakemake==0.0.0.1 failed: .*No matching distribution"):
+        _pip_install(venv, "--dry-run", "--target", str(tmp_path / "t"), "snakemake==0.0.0.1")
 
 
 @pytest.fixture(scope="module")

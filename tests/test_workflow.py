@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CMU_SLIDE, TINY_DEMO, error_line, ghanet_in_process, snakemake
+from conftest import CMU_SLIDE, REPO, TINY_DEMO, error_line, ghanet_in_process, snakemake
 
 
 def _config(tmp_path, extra):
@@ -22,6 +22,13 @@ def test_dry_run_lists_every_stage(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for rule in ("demo_cohort", "segment", "tile", "extract", "splits", "genes", "train", "evaluate"):
         assert rule in proc.stdout
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    """Snakemake's own linter finds nothing (rules and helper functions apart, logs, conda envs)."""
+    proc = snakemake(tmp_path, "--lint", configfile=REPO / "config.yaml", cores=None)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Congratulations" in proc.stdout + proc.stderr
 
 
 def test_config_typo_stops_the_workflow_with_one_line(tmp_path):

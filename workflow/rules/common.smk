@@ -80,6 +80,12 @@ def _slides():
     return read_slides(SHEET)
 
 
+
+def demo_args(patients):
+    """The demo generator's arguments for `patients` patients (rules demo_cohort, demo_new_patients)."""
+    return "--patients {} --seed {seed} --width {width_px} --height {height_px} --mpp {level0_mpp}".format(
+        patients, **config["demo"])
+
 # the patients to score: predict.slide_sheet, or the demo's new patients when the demo runs without one
 PREDICT_SHEET = config["predict"]["slide_sheet"] or (f"{DEMO_DIR}/new_patients.csv" if USE_DEMO else None)
 DEMO_NEW = USE_DEMO and not config["predict"]["slide_sheet"]

@@ -2,11 +2,6 @@
 # its new patients (slides only) are the patients `predict` scores when no predict sheet is given.
 
 
-def demo_args(patients):
-    return "--patients {} --seed {seed} --width {width_px} --height {height_px} --mpp {level0_mpp}".format(
-        patients, **config["demo"])
-
-
 rule demo_cohort:
     output:
         slides=[f"{DEMO_DIR}/slides/{sid}.tiff" for sid in COHORT_SLIDES] if USE_DEMO else [],
