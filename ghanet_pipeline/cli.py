@@ -174,12 +174,7 @@ def _run_slides(args) -> None:
                     status = f"failed: {exc}"
                     print(f"ghanet {args.command}: error: {exc}", file=fh)
                 except Exception as exc:  # noqa: BLE001 - a bug of ours: this slide's log says so, the rest go on
-                    import traceback
-
-                    status = f"failed: internal error ({type(exc).__name__}: {exc})"
-                    traceback.print_exc(file=fh)
-                    print(f"ghanet {args.command}: error: {status[8:]}; this is a bug in ghanet-pipeline, please "
-                          "report it with this log", file=fh)
+                    status = f"failed: {_unexpected(args.command, exc, fh)}"
         if status.startswith("failed"):
             failed.append(sid)
         log.info("%s %s: %s (log: %s)", args.command, sid, status, log_path)
@@ -729,13 +724,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ghanet {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - a bug of ours: the traceback for a report, one line last
-        import traceback
-
-        traceback.print_exc(file=sys.stderr)
-        print(f"ghanet {args.command}: error: internal error ({type(exc).__name__}: {exc}); this is a bug in "
-              "ghanet-pipeline, please report it with this log", file=sys.stderr)
+        _unexpected(args.command, exc, sys.stderr)
         return 1
     return 0
+
+
+def _unexpected(command: str, exc: Exception, out) -> str:
+    """An exception that is no GhanetError, written to `out` ending with one line; returns that line's
+    reason. A dependency missing from the job's Python is the environment's fault and is said so,
+    without a traceback; anything else is a bug of ours, with the traceback for a report."""
+    import traceback
+
+    from .errors import missing_module
+
+    why = missing_module(exc)
+    if why is None:
+        traceback.print_exc(file=out)
+        why = f"internal error ({type(exc).__name__}: {exc})"
+        print(f"ghanet {command}: error: {why}; this is a bug in ghanet-pipeline, please report it with this log",
+              file=out)
+    else:
+        print(f"ghanet {command}: error: {why}", file=out)
+    return why
 
 
 if __name__ == "__main__":

@@ -128,3 +128,33 @@ def test_bad_slide_sheet_values(tmp_path):
     names_item_and_fix(line, "row 2", "see the description of 'slide_id'")
     pd.DataFrame({"slide_id": ["A"], "case_id": ["p1"], "path": [str(CMU_SLIDE)], "mpp": [-1]}).to_csv(sheet, index=False)
     assert "mpp" in error_line(run_ghanet("check-config", cfg))
+
+
+@bad_input("a job run by a Python without the package's dependencies")
+def test_a_job_in_the_wrong_environment_names_the_module_and_the_interpreter(tmp_path):
+    """Snakemake started from a venv that was not activated runs each job's `python` from PATH, a
+    Python without our dependencies: the job's one line says so, not 'this is a bug'."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([str(python), "-m", "ghanet_pipeline", "tile", "--slide", CMU_SLIDE, "--slide-id", "S"],
+                          capture_output=True, text=True, env=env)
+    line = error_line(proc)
+    assert line.startswith("ghanet tile: error: the job's Python") and "Traceback" not in proc.stderr
+    names_item_and_fix(line, f"({python}) has no module", "activate that environment before running snakemake")
+    assert "--use-conda" in line and "this is a bug" not in line
+
+    # a dependency imported later, inside a stage, reads the same
+    from ghanet_pipeline import cli
+
+    with open(tmp_path / "log", "w") as fh:
+        try:
+            importlib.import_module("h5py_not_installed_here")
+        except ImportError as exc:
+            why = cli._unexpected("extract", exc, fh)
+    assert why.endswith("or run with --use-conda") and "'h5py_not_installed_here'" in why
+    assert (tmp_path / "log").read_text().strip().splitlines() == [f"ghanet extract: error: {why}"]
