@@ -107,6 +107,19 @@ def paired_p(diff: np.ndarray) -> float:
     return float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
 
 
+def format_p(p: float, n: int = BOOTSTRAP) -> str:
+    """A bootstrap p-value as reported: n resamples cannot resolve a p below 1/n, so a difference
+    whose draws all fall on one side is `< 1/n`, never `0`."""
+    if p != p:  # NaN: no pair to compare
+        return ""
+    return f"< {1 / n:g}" if p < 1 / n else f"{p:.3g}"
+
+
+def _p_text(p: float) -> str:
+    text = format_p(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def hazard_ratio(o: pd.DataFrame) -> tuple[float, float, float]:
     """Hazard ratio of the high vs the low risk group (Cox model on the group), with its 95% CI."""
     from lifelines import CoxPHFitter
@@ -297,7 +310,7 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
         r = t.loc[a]
         d, lo, hi, p = r[f"diff_vs_{b}"], r[f"diff_vs_{b}_ci_low"], r[f"diff_vs_{b}_ci_high"], r[f"diff_vs_{b}_p"]
         axes[1].errorbar(d, y, xerr=[[d - lo], [hi - d]], fmt="o", color="C3", capsize=4)
-        axes[1].text(1.02, y, f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}], p = {p:.2g}", va="center", fontsize=8,
+        axes[1].text(1.02, y, f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}], p {_p_text(p)}", va="center", fontsize=8,
                      transform=axes[1].get_yaxis_transform())
     axes[1].axvline(0, ls="--", color="0.6")
     axes[1].set(yticks=range(len(pairs)), yticklabels=[f"{label(a)} - {label(b)}" for a, b in pairs],
@@ -324,9 +337,11 @@ def run(model_dirs: list[str], params: dict, *, out_dir) -> pd.DataFrame:
     res = evaluate(risks, recons, params["risk_groups"])
     res["comparison"].insert(1, "model_label", res["comparison"].model.map(label))
     out = Path(out_dir)
+    tables = dict(res, comparison=res["comparison"].assign(**{  # p-values as they are reported
+        c: res["comparison"][c].map(format_p) for c in res["comparison"] if c.startswith("diff_vs_") and c.endswith("_p")}))
     for name in ("comparison", "folds", "oof", "reconstruction"):
         with atomic_path(out / f"{name}.csv") as tmp:
-            res[name].to_csv(tmp, index=False)
+            tables[name].to_csv(tmp, index=False)
     plot_km(res["oof"], params["risk_groups"], res["comparison"], out / "km.png")
     plot_c_index(res["folds"], out / "c_index.png")
     plot_forest(res["comparison"], out / "forest.png")

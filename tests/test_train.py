@@ -260,6 +260,11 @@ def test_bootstrap_intervals_and_paired_differences_match_a_direct_computation()
     # the model that follows the hazard beats noise, clearly
     assert got["good"]["diff_vs_noise"] > 0 and got["good"]["diff_vs_noise_ci_low"] > 0 and p < 0.05
     assert got["good"]["n_paired_vs_noise"] == 38
+    # every draw on one side: 1,000 resamples cannot tell p = 0 from p = 0.0004, so it reads < 1/B
+    one_side = evaluate.paired_p(np.linspace(0.01, 0.2, evaluate.BOOTSTRAP))
+    assert one_side == 0 and evaluate.format_p(one_side) == "< 0.001" and evaluate._p_text(one_side) == "< 0.001"
+    assert evaluate.format_p(p) == f"{p:.3g}" and evaluate._p_text(0.0123) == "= 0.0123"
+    assert evaluate.format_p(0.001) == "0.001" and evaluate.format_p(float("nan")) == ""
 
 
 def test_pairs_are_compared_on_the_patients_both_scored_and_the_hazard_ratio_is_cox():
