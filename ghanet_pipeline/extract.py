@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -43,8 +44,10 @@ class TileReader:
     """
 
     def __init__(self, slide_path, coords: np.ndarray, level: int, read_size: int, out_size: int,
-                 batch_size: int, slide_reader: str = "auto", device: torch.device | None = None):
+                 batch_size: int, slide_reader: str = "auto", device: torch.device | None = None,
+                 slide_id: str = ""):
         self.slide_path, self.coords, self.level = str(slide_path), coords, level
+        self.slide_id = slide_id or Path(slide_path).name
         self.read_size, self.out_size, self.batch_size = read_size, out_size, batch_size
         self.slide_reader = slide_reader
         self._local = threading.local()
@@ -72,8 +75,8 @@ class TileReader:
         return (len(self.coords) + self.batch_size - 1) // self.batch_size
 
     def _handle(self) -> openslide.OpenSlide:
-        if not hasattr(self._local, "slide"):
-            self._local.slide = openslide.OpenSlide(self.slide_path)
+        if not hasattr(self._local, "slide"):  # the one way every stage opens a slide (DICOM folders too)
+            self._local.slide = wsi.open_slide(self.slide_path, self.slide_id)
             self._handles.append(self._local.slide)
         return self._local.slide
 
@@ -296,7 +299,7 @@ def extract_tiles(net: Net, slide_path, slide_id: str, coords: np.ndarray, attrs
     if n == 0:
         return feats, "none"
     reader = TileReader(slide_path, coords, int(attrs["patch_level"]), formats.tile_sizes(attrs)[0],
-                        net.spec.input_size, reading.batch_size, reading.slide_reader, net.dev)
+                        net.spec.input_size, reading.batch_size, reading.slide_reader, net.dev, slide_id)
     if reader.name == "openslide":
         log.info("%s: read by OpenSlide (%s)", slide_id, reader.why_openslide)
     progress = Progress(slide_id, n, f"{net.dev}, {reader.name.split('+')[0]}")

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from conftest import CMU_SLIDE, DATA, bad_input, error_line, names_item_and_fix, run_ghanet
-from ghanet_pipeline import formats, segment, tile, wsi
+from ghanet_pipeline import features, formats, segment, tile, wsi
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.demo import write_pyramid
 from ghanet_pipeline.errors import SlideError
@@ -191,6 +191,43 @@ def test_a_dicom_slide_given_as_its_folder(tmp_path):
     with openslide.OpenSlide(str(CMU_SLIDE)) as s:
         assert stats["level0_size"] == list(s.dimensions) and stats["level0_mpp"] == pytest.approx(0.499)
     assert stats["n_pieces"] >= 1
+
+
+def _kinds(tmp_path, cmu_rgb) -> dict:
+    """One slide of each kind the README lists, all of the CMU slide's pixels: Aperio SVS, a generic
+    tiled pyramidal TIFF, a DICOM folder, an OME-TIFF with its pyramid in SubIFDs, a single-level TIFF."""
+    res = dict(resolution=(1e4 / 0.499, 1e4 / 0.499), resolutionunit="CENTIMETER")
+    ome, flat = tmp_path / "slide.ome.tif", tmp_path / "flat.tif"
+    with tifffile.TiffWriter(ome, ome=True) as tw:
+        tw.write(cmu_rgb, subifds=1, tile=(256, 256), photometric="rgb", compression="jpeg", **res)
+        tw.write(cmu_rgb[::4, ::4], subfiletype=1, tile=(256, 256), photometric="rgb", compression="jpeg")
+    tifffile.imwrite(flat, cmu_rgb, tile=(256, 256), photometric="rgb", compression="jpeg", **res)
+    write_pyramid(tmp_path / "pyramid.tiff", cmu_rgb, 0.499)
+    return {"svs": CMU_SLIDE, "tiff": tmp_path / "pyramid.tiff", "dicom": DICOM_DIR, "ome": ome, "flat": flat}
+
+
+@pytest.mark.parametrize("kind", ["svs", "tiff", "dicom", "ome", "flat"])
+def test_every_stage_opens_every_kind_of_slide(tmp_path, cmu_rgb, kind):
+    """Segment, tile, extract and the heatmap drawings open a slide through one function, so a
+    kind one stage reads (a DICOM folder, say) is read by all of them."""
+    from ghanet_pipeline import encoders, extract, heatmap
+
+    slide = _kinds(tmp_path, cmu_rgb)[kind]
+    _segment(tmp_path, slide, kind)
+    coords, attrs = _tile(tmp_path, slide, kind)
+    assert len(coords) > 10
+    extract.run(str(slide), kind, {"encoder": "efficientnet_lite0", "weights": "random", "precision": "fp32",
+                                   "channels_last": False},
+                coords_h5=str(tmp_path / f"{kind}.h5"), features_h5=str(tmp_path / f"{kind}.features.h5"),
+                device="cpu", reading=extract.Reading(batch_size=16, workers=1), wants_gpu=False)
+    feats, got, fattrs = features.read_features(tmp_path / f"{kind}.features.h5")
+    assert feats.shape == (len(coords), encoders.REGISTRY["efficientnet_lite0"].dim) and np.isfinite(feats).all()
+    maps = {"morphology": np.linspace(0, 1, len(coords)) / len(coords)}
+    heatmap.render(str(slide), kind, got, fattrs | features.feature_coords_attrs(tmp_path / f"{kind}.features.h5", {}),
+                   maps, tmp_path / "h.png", heatmap.Settings())
+    heatmap.montage(str(slide), kind, got, formats.read_coords(tmp_path / f"{kind}.h5")[1], maps, tmp_path / "t.jpg",
+                    k=2)
+    assert (tmp_path / "h.png").stat().st_size > 0 and (tmp_path / "t.jpg").stat().st_size > 0
 
 
 @bad_input("folder that is no slide")
