@@ -318,28 +318,65 @@ def _no_heatmap(part: dict) -> str | None:
     if part["coords"] is None:
         kind = FORMATS[part["attrs"].get("format", "ghanet")]
         return f"slide {part['slide_id']}: its feature file ({kind}) has no coords in level-0 pixels"
-    if not part["path"] or not Path(part["path"]).is_file():
+    if not part["path"] or not Path(part["path"]).is_file() and not Path(part["path"]).is_dir():
         return f"slide {part['slide_id']}: slide file {part['path']} not found"
     return None
+
+
+def _with_geometry(part: dict, row: dict, cfg: dict) -> None:
+    """The part's tile geometry completed from the slide and the settings (another tool's file may
+    carry none: heatmap.tile_geometry); a GhanetError says why it cannot be."""
+    from . import heatmap, wsi
+    from .features import plain_attr
+
+    attrs = part["attrs"]
+    if "patch_size_level0" in attrs and "patch_level" in attrs and attrs.get("level0_mpp"):
+        return  # ours: complete
+    patches_attrs = None
+    if cfg["cohort"].get("patches"):
+        import h5py
+
+        found = Path(cfg["cohort"]["patches"]) / f"{part['slide_id']}.h5"
+        if not found.is_file():
+            raise GhanetError(f"slide {part['slide_id']}: no CLAM patch file {found} (cohort.patches)")
+        with h5py.File(found, "r") as f:
+            patches_attrs = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
+    slide = wsi.open_slide(part["path"], part["slide_id"])
+    try:
+        try:
+            mpp0, _ = wsi.resolve_mpp(slide, part["slide_id"], row.get("mpp"), cfg["cohort"]["default_mpp"],
+                                      cfg["cohort"]["mpp_range"])
+        except GhanetError:
+            mpp0 = None  # a CLAM patch file or TRIDENT's attributes need none
+        part["attrs"] = heatmap.tile_geometry(attrs, slide, part["slide_id"], mpp0, cfg["tile"], patches_attrs)
+    finally:
+        slide.close()
 
 
 def cmd_heatmaps(args) -> None:
     from . import features, heatmap, splits, train
 
-    settings = heatmap.Settings.of(_sections(args)["heatmap"])
+    cfg = _sections(args)
+    settings = heatmap.Settings.of(cfg["heatmap"])
     ckpt = train.load_checkpoint(args.model)
     _, val_ids = splits.read_fold(args.fold_csv)
     patients = splits.read_patients(args.patients)
-    paths = {sid: row["path"] for sid, row in read_slides(args.slide_sheet).items()}
+    rows = read_slides(args.slide_sheet)
     skipped = {}
     for case_id in val_ids:
         parts = []
         for sid in patients.at[case_id, "slide_ids"].split(";"):
             fpath = features.feature_path(args.features_dir, sid)
             feats, coords, attrs = features.read_features(fpath)
-            parts.append({"slide_id": sid, "path": paths[sid], "features": feats, "coords": coords,
+            parts.append({"slide_id": sid, "path": rows[sid]["path"], "features": feats, "coords": coords,
                           "attrs": features.feature_coords_attrs(fpath, attrs)})
         why = next(filter(None, map(_no_heatmap, parts)), None)
+        for part in parts if why is None else []:
+            try:
+                _with_geometry(part, rows[part["slide_id"]], cfg)
+            except GhanetError as exc:
+                why = str(exc)
+                break
         if why:
             skipped[case_id] = why
             log.warning("heatmap of patient %s skipped: %s", case_id, why)

@@ -18,12 +18,24 @@ FORMATS = {"ghanet": "ours", "clam": "CLAM HDF5", "trident": "TRIDENT HDF5", "st
            "pt": "MCAT/CLAM .pt"}
 
 
+# TRIDENT's encoder names (`enc_name` in trident/patch_encoder_models/load.py) for our entries; its
+# `resnet50` is timm's ResNet-50 to layer3, pooled: CLAM's resnet50_trunc
+TRIDENT_ENCODERS = {"resnet50": "resnet50_trunc", "uni_v1": "uni", "uni_v2": "uni2-h", "virchow": "virchow",
+                    "virchow2": "virchow2", "hoptimus0": "h-optimus-0", "hoptimus1": "h-optimus-1",
+                    "h0-mini": "h0-mini", "gigapath": "prov-gigapath", "phikon_v2": "phikon-v2"}
+
+
 def _h5_attrs(f) -> tuple[str, dict]:
-    """(format, file attributes with `format`; STAMP's extractor as `encoder`) of an open HDF5."""
+    """(format, file attributes with `format`; STAMP's extractor, and TRIDENT's encoder name, which
+    TRIDENT keeps on the `features` dataset, as `encoder`) of an open HDF5."""
     kind = _h5_format(f)
     attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
     if kind == "stamp" and "extractor" in attrs:
         attrs["encoder"] = attrs["extractor"]
+    if kind == "trident":
+        named = plain_attr(f["features"].attrs.get("encoder", ""))
+        if named and named != "None":  # TRIDENT writes a missing name as the text 'None'
+            attrs.update(trident_encoder=named, encoder=TRIDENT_ENCODERS.get(named, named))
     return kind, {**attrs, "format": kind}
 
 
@@ -132,6 +144,12 @@ def manifest(paths: list, out_csv, max_lost_fraction: float = 1.0, declared: str
         if declared and attrs["format"] == "ghanet" and encoder != declared:
             raise GhanetError(f"feature file {path} of slide {sid} was made with encoder {encoder}, and "
                               f"extract.encoder says {declared}; set extract.encoder: {encoder}")
+        if declared and attrs.get("trident_encoder") and encoder != declared:
+            ours = (f"set extract.encoder: {encoder}" if attrs["trident_encoder"] in TRIDENT_ENCODERS else
+                    "ghanet-pipeline has no entry for it, so new slides could not be scored alike; extract the "
+                    "cohort with one of `ghanet encoders`")
+            raise GhanetError(f"feature file {path} of slide {sid} was made by TRIDENT with encoder "
+                              f"{attrs['trident_encoder']}, and extract.encoder says {declared}; {ours}")
         rows.append({"slide_id": sid, "n_tiles": shape[-2] if len(shape) > 1 else 0, "dim": shape[-1],
                      "encoder": encoder or declared or "", "weights_sha256": attrs.get("weights_sha256", ""),
                      "format": attrs["format"], "path": str(path), "status": attrs.get("status", "ok"),

@@ -49,6 +49,45 @@ def attention(module, bag: torch.Tensor, family_names: list[str]) -> dict[str, n
     return maps
 
 
+def tile_geometry(attrs: dict, slide, slide_id: str, mpp0: float | None, tiling: dict | None = None,
+                  patches_attrs: dict | None = None) -> dict:
+    """The tiles' geometry as `render` and `montage` read it: `patch_size` pixels read at
+    `patch_level`, `target_patch_size` shown, `patch_size_level0`, and the microns per pixel where
+    known. Each writer says less than we do, so it is completed from what that writer does say:
+
+    - ours: all of it;
+    - TRIDENT (trident/IO.py coords_to_h5): `patch_size` at the target magnification and
+      `patch_size_level0`, no level (read at level 0);
+    - CLAM's create_patches_fp patch files (WholeSlideImage.process_contour): `patch_size` at
+      `patch_level` and its `downsample`, given as `patches_attrs` where the user points at them;
+    - CLAM's extract_features_fp feature files: nothing, so `tiling` (the `tile` section) says it:
+      `patch_size` pixels at `target_mpp` on this slide of `mpp0` um/px.
+
+    `slide` is the open slide (its level downsamples). Raises GhanetError naming what is missing."""
+    from .errors import GhanetError
+
+    if "patch_size_level0" in attrs and "patch_level" in attrs:  # ours
+        return dict(attrs, level0_mpp=attrs.get("level0_mpp") or mpp0)
+    if "patch_size_level0" in attrs:  # TRIDENT: read at level 0, shown at its target magnification
+        ps0, shown = int(attrs["patch_size_level0"]), int(attrs["patch_size"])
+    elif patches_attrs and "patch_level" in patches_attrs:  # CLAM's patch file
+        level, size = int(patches_attrs["patch_level"]), int(patches_attrs["patch_size"])
+        down = np.ravel(patches_attrs.get("downsample", slide.level_downsamples[level]))[0]
+        ps0, shown = int(round(size * float(down))), size
+    elif "patch_level" in attrs and "patch_size" in attrs:  # a CLAM patch file's attributes on the coords
+        level, size = int(attrs["patch_level"]), int(attrs["patch_size"])
+        ps0, shown = int(round(size * slide.level_downsamples[level])), size
+    elif tiling and mpp0:  # CLAM's feature file: no attributes at all
+        ps0, shown = int(round(tiling["patch_size"] * tiling["target_mpp"] / mpp0)), int(tiling["patch_size"])
+    else:
+        raise GhanetError(f"slide {slide_id}: its feature file says no patch size and the slide has no resolution; "
+                          "give the sheet's mpp column (or cohort.default_mpp), or point cohort.patches at CLAM's "
+                          "patches folder")
+    mpp = {"level0_mpp": mpp0, "target_mpp": mpp0 * ps0 / shown} if mpp0 else {}
+    return {**attrs, "patch_level": 0, "patch_size": ps0, "target_patch_size": shown, "patch_size_level0": ps0,
+            **mpp}
+
+
 def _percentile(v: np.ndarray) -> np.ndarray:
     if len(v) < 2:
         return np.ones_like(v, dtype=float)

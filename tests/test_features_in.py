@@ -14,6 +14,7 @@ import torch
 import yaml
 
 import mcat_layout
+import other_tools
 from conftest import REPO, TINY_DEMO, error_line, ghanet_in_process, job_counts, snakemake, write_config
 from ghanet_pipeline import features, formats, predict
 from ghanet_pipeline.errors import GhanetError
@@ -53,15 +54,11 @@ def test_tcga_from_clam_features_one_config(tmp_path):
 
 
 def _clam_copy(features_dir, out_dir, slide_ids):
-    """Our feature files rewritten as CLAM writes them: h5_files/<slide>.h5 with `features` and
-    `coords` (attributes patch_size, patch_level, downsample only; no encoder name)."""
-    (out_dir / "h5_files").mkdir(parents=True)
+    """Our feature files rewritten as CLAM's extract_features_fp writes them (other_tools.clam_features):
+    h5_files/<slide>.h5 with `features` and `coords` and no attribute at all."""
     for sid in slide_ids:
         feats, coords, _ = features.read_features(features_dir / f"{sid}.h5")
-        with h5py.File(out_dir / "h5_files" / f"{sid}.h5", "w") as f:
-            f["features"] = feats
-            ds = f.create_dataset("coords", data=coords)
-            ds.attrs.update({"patch_size": 256, "patch_level": 0, "downsample": [1.0, 1.0]})
+        other_tools.clam_features(out_dir / "h5_files" / f"{sid}.h5", feats, coords)
 
 
 def test_clam_h5_features_with_slides_train_and_draw_heatmaps(tiny_run, tmp_path):
@@ -104,21 +101,61 @@ def test_without_a_sheet_heatmaps_are_skipped_and_said(tmp_path):
 def test_trident_and_stamp_files_are_read(tmp_path):
     feats = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
     coords = np.arange(10).reshape(5, 2) * 512
-    with h5py.File(tmp_path / "trident.h5", "w") as f:  # TRIDENT: features, coords with its attributes
-        f["features"] = feats
-        f.create_dataset("coords", data=coords).attrs.update(
-            {"patch_size": 256, "level0_magnification": 40, "target_magnification": 20, "patch_size_level0": 512})
-    with h5py.File(tmp_path / "stamp.h5", "w") as f:  # STAMP: feats (fp16), coords in microns
-        f["feats"] = feats.astype(np.float16)
-        f["coords"] = coords * 0.25
-        f.attrs.update({"extractor": "mahmood-uni-1a2b3c4d", "unit": "um", "tile_size": 256.0})
+    other_tools.trident_features(tmp_path / "trident.h5", feats, coords, encoder="uni_v1", patch_size=256,
+                                 level0_magnification=40, target_magnification=20, width=6000, height=6000)
+    other_tools.stamp_features(tmp_path / "stamp.h5", feats, coords * 0.25, extractor="mahmood-uni",
+                               tile_size_um=256.0, tile_size_px=224)
     got, c, attrs = features.read_features(tmp_path / "trident.h5")
     assert attrs["format"] == "trident" and np.array_equal(c, coords) and np.allclose(got, feats)
+    assert attrs["trident_encoder"] == "uni_v1" and attrs["encoder"] == "uni"  # kept on the features dataset
     got, c, attrs = features.read_features(tmp_path / "stamp.h5")
-    assert attrs["format"] == "stamp" and c is None and attrs["encoder"] == "mahmood-uni-1a2b3c4d"
+    assert attrs["format"] == "stamp" and c is None and attrs["encoder"] == "mahmood-uni"
     assert got.dtype == np.float32 and np.allclose(got, feats, atol=1e-2)
     table = features.manifest([tmp_path / "stamp.h5"], tmp_path / "m.csv", declared="uni", slide_ids=["s"])
-    assert table.encoder[0] == "mahmood-uni-1a2b3c4d" and table.n_tiles[0] == 5  # the file's own name
+    assert table.encoder[0] == "mahmood-uni" and table.n_tiles[0] == 5  # the file's own name
+    # TRIDENT's name is read and checked against the declared encoder
+    table = features.manifest([tmp_path / "trident.h5"], tmp_path / "m.csv", declared="uni", slide_ids=["s"])
+    assert table.encoder[0] == "uni" and table.format[0] == "trident"
+    with pytest.raises(GhanetError, match="made by TRIDENT with encoder uni_v1, and extract.encoder says "
+                                          "resnet50_trunc; set extract.encoder: uni"):
+        features.manifest([tmp_path / "trident.h5"], tmp_path / "m.csv", declared="resnet50_trunc", slide_ids=["s"])
+
+
+def test_heatmap_geometry_from_each_tools_own_attributes(tmp_path):
+    """What each writer says of its tiles becomes the level-0 size, read level and shown size the
+    heatmaps need: ours as is, TRIDENT's patch_size_level0, CLAM's patch file (patch_size at
+    patch_level times its downsample), and for CLAM's bare feature file the tiling settings on the
+    slide's resolution; with neither, one line says what to give."""
+    import openslide
+
+    from ghanet_pipeline import heatmap
+    from ghanet_pipeline.demo import write_pyramid
+
+    write_pyramid(tmp_path / "p.tiff", np.full((2967, 2220, 3), 230, np.uint8), 0.25)
+    with openslide.OpenSlide(str(tmp_path / "p.tiff")) as slide:
+        coords = np.array([[0, 0], [512, 512]])
+        other_tools.clam_patches(tmp_path / "patches/s.h5", coords, slide, "s", patch_size=256, patch_level=1)
+        other_tools.clam_features(tmp_path / "h5_files/s.h5", np.zeros((2, 4)), coords)
+        other_tools.trident_features(tmp_path / "trident/s.h5", np.zeros((2, 4)), coords, encoder="resnet50",
+                                     patch_size=256, level0_magnification=40, target_magnification=20,
+                                     width=2220, height=2967)
+        tiling = {"patch_size": 256, "target_mpp": 1.0}
+        clam_attrs = features.feature_coords_attrs(tmp_path / "h5_files/s.h5", features.read_features(
+            tmp_path / "h5_files/s.h5")[2])
+        assert "patch_size" not in clam_attrs  # CLAM writes none: this was the KeyError
+        got = heatmap.tile_geometry(clam_attrs, slide, "s", 0.5, tiling)
+        assert (got["patch_level"], got["patch_size_level0"], got["target_patch_size"]) == (0, 512, 256)
+        assert got["target_mpp"] == 1.0 and formats.tile_sizes(got) == (512, 256)
+        with h5py.File(tmp_path / "patches/s.h5") as f:
+            patch = {k: features.plain_attr(v) for k, v in f["coords"].attrs.items()}
+        got = heatmap.tile_geometry(clam_attrs, slide, "s", None, tiling, patch)
+        assert got["patch_size_level0"] == round(256 * slide.level_downsamples[1]) and got["target_patch_size"] == 256
+        trident = features.feature_coords_attrs(tmp_path / "trident/s.h5", {})
+        got = heatmap.tile_geometry(trident, slide, "s", 0.25, tiling)
+        assert (got["patch_size_level0"], got["target_patch_size"], got["target_mpp"]) == (512, 256, 0.5)
+        with pytest.raises(GhanetError, match="slide s: its feature file says no patch size and the slide has no "
+                                              "resolution; give the sheet's mpp column"):
+            heatmap.tile_geometry(clam_attrs, slide, "s", None, tiling)
 
 
 def test_missing_feature_files_are_one_line_naming_them(tmp_path):
