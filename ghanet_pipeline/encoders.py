@@ -42,6 +42,7 @@ class EncoderSpec:
     build: Callable[[], nn.Module]
     dim: int
     input_size: int = 224
+    resize: int | None = None  # the card resizes the tile to this, then crops the centre input_size (GigaPath)
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     pooling: str = "model"  # cls | cls+mean (CLS and the mean of the patch tokens) | mean | model
@@ -53,6 +54,9 @@ class EncoderSpec:
     card: str = ""
     default_weights: Callable[[], nn.Module] | None = None
     weights_note: str = ""  # where weights come from when there is no hub repo
+    # (published name part, ours): renames the loader applies to the checkpoint's keys, where the
+    # library we build with names a tensor otherwise than the file does
+    key_map: tuple = ()
 
     @property
     def weights_source(self) -> str:
@@ -227,6 +231,8 @@ _VIRCHOW = dict(model_name="vit_huge_patch14_224", img_size=224, init_values=1e-
                 global_pool="", dynamic_img_size=True)
 _HOPTIMUS = dict(model_name="vit_giant_patch14_reg4_dinov2", img_size=224, init_values=1e-5,
                  dynamic_img_size=False)
+_GIGAPATH = dict(model_name="vit_giant_patch14_dinov2", img_size=224, patch_size=16, embed_dim=1536, depth=40,
+                 num_heads=24, init_values=1e-5, mlp_ratio=5.33334)
 _MAHMOOD_GATE = "gated on Hugging Face (CC-BY-NC-ND 4.0, institutional email)"
 
 REGISTRY: dict[str, EncoderSpec] = {spec.name: spec for spec in (
@@ -285,13 +291,18 @@ REGISTRY: dict[str, EncoderSpec] = {spec.name: spec for spec in (
                            "CLS + mean patch token)",
     ),
     EncoderSpec(
-        name="prov-gigapath", build=_vit("cls", model_name="vit_giant_patch14_dinov2", img_size=224),
-        dim=1536, pooling="cls", precision="fp16", hf_repo="prov-gigapath/prov-gigapath",
-        hf_files=("pytorch_model.bin",), gate="gated on Hugging Face (Apache-2.0, terms of use)",
-        params="1.1B", card="https://huggingface.co/prov-gigapath/prov-gigapath (tile encoder, ViT-g/14)",
+        # the published config.json overrides timm's 14 px patches with 16 (197 position embeddings at
+        # 224 px) and sets mlp_ratio 5.33334; the card resizes to 256 and crops the centre 224
+        name="prov-gigapath", build=_vit("cls", **_GIGAPATH), dim=1536, pooling="cls", precision="fp16",
+        resize=256, hf_repo="prov-gigapath/prov-gigapath", hf_files=("pytorch_model.bin",),
+        gate="gated on Hugging Face (Apache-2.0, terms of use)", params="1.1B",
+        card="https://huggingface.co/prov-gigapath/prov-gigapath (tile encoder, ViT-g/16)",
     ),
     EncoderSpec(
+        # published with transformers 4's Dinov2 names; transformers 5 renamed the attention projections
         name="phikon-v2", build=_phikon_v2, dim=1024, pooling="cls", precision="fp16", hf_repo="owkin/phikon-v2",
+        key_map=(("attention.attention.query.", "attention.q_proj."), ("attention.attention.key.", "attention.k_proj."),
+                 ("attention.attention.value.", "attention.v_proj."), ("attention.output.dense.", "attention.o_proj.")),
         hf_files=("model.safetensors",), gate="open download (Owkin non-commercial licence)", params="300M",
         card="https://huggingface.co/owkin/phikon-v2 (DINOv2 ViT-L/16, transformers)",
     ),
@@ -471,6 +482,26 @@ def _read_state(path: Path) -> dict:
     return state
 
 
+def checkpoint_module(model: nn.Module) -> nn.Module:
+    """The module of a built entry whose state_dict the published checkpoint is: the timm or
+    transformers network inside our pooling wrapper, with its own key names."""
+    target = model.net if isinstance(model, (_Pooled, TokenPooled)) else model
+    return target.model if isinstance(target, _HFTokens) else target
+
+
+def map_key(spec: EncoderSpec, key: str) -> str:
+    """A checkpoint key as the built module names it (spec.key_map; a key already ours is kept)."""
+    for published, ours in spec.key_map:
+        key = key.replace(published, ours)
+    return key
+
+
+def checkpoint_target(spec: EncoderSpec) -> nn.Module:
+    """A fresh build of what `load` loads the published checkpoint into (resnet50_trunc: the whole
+    ResNet-50 that the truncation is then cut from); build it on the meta device to check shapes."""
+    return _resnet50_full() if spec.name == "resnet50_trunc" else checkpoint_module(spec.build())
+
+
 def _load_checkpoint(spec: EncoderSpec, path: Path) -> nn.Module:
     if not path.is_file():
         raise GhanetError(
@@ -483,9 +514,8 @@ def _load_checkpoint(spec: EncoderSpec, path: Path) -> nn.Module:
         _strict_load(spec, full, state, path)
         return TruncatedResNet50(full)
     model = spec.build()
-    target = model.net if isinstance(model, (_Pooled, TokenPooled)) else model
-    if isinstance(target, _HFTokens):
-        target = target.model
+    target = checkpoint_module(model)
+    state = {map_key(spec, k): v for k, v in state.items()}
     if spec.name == "efficientnet_lite0" and not set(state) & set(target.state_dict()):
         try:
             state = _positional_state_dict(state, target)

@@ -261,6 +261,8 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
         "slide_id": slide_id, "encoder": spec.name, "weights_sha256": whash,
         "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[net.dtype],
         "dim": spec.dim, "input_size": spec.input_size, "patch_size": formats.tile_sizes(attrs)[1],
+        # the scale the encoder saw: the tile's pixels resized to its input (or to the card's resize)
+        "encoder_mpp": float(attrs["target_mpp"]) * formats.tile_sizes(attrs)[1] / (spec.resize or spec.input_size),
         "target_mpp": attrs["target_mpp"], "level0_mpp": attrs["level0_mpp"],
         "channels_last": bool(params["channels_last"]), "ghanet_version": __version__, "reader": reader,
         # provenance: segmentation, tiling and extraction settings, which checkpoints record
@@ -299,7 +301,8 @@ def extract_tiles(net: Net, slide_path, slide_id: str, coords: np.ndarray, attrs
     if n == 0:
         return feats, "none"
     reader = TileReader(slide_path, coords, int(attrs["patch_level"]), formats.tile_sizes(attrs)[0],
-                        net.spec.input_size, reading.batch_size, reading.slide_reader, net.dev, slide_id)
+                        net.spec.resize or net.spec.input_size, reading.batch_size, reading.slide_reader, net.dev,
+                        slide_id)
     if reader.name == "openslide":
         log.info("%s: read by OpenSlide (%s)", slide_id, reader.why_openslide)
     progress = Progress(slide_id, n, f"{net.dev}, {reader.name.split('+')[0]}")
@@ -348,7 +351,11 @@ def _run_batches(net: Net, batches, feats, slide_path, slide_id, progress: Progr
                              "corrupt or truncated, copy it again from its source")
         if net.dev.type == "cuda" and imgs.device.type == "cpu":  # device-tiles batches are there already
             imgs = imgs.pin_memory()
-        x = imgs.to(net.dev, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = imgs.to(net.dev, non_blocking=True).permute(0, 3, 1, 2)
+        if x.shape[-1] > net.spec.input_size:  # the card resizes, then crops the centre (Prov-GigaPath)
+            o = (x.shape[-1] - net.spec.input_size) // 2
+            x = x[..., o:o + net.spec.input_size, o:o + net.spec.input_size]
+        x = x.float()
         x = (x * scale - shift).contiguous(memory_format=net.memory_format)
         if net.dtype is not None:
             with torch.autocast(net.dev.type, dtype=net.dtype):

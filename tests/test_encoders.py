@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import error_line, run_ghanet
+from conftest import DATA, error_line, run_ghanet
 from ghanet_pipeline import encoders, extract, formats
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.errors import GhanetError
@@ -46,6 +46,36 @@ def test_each_entry_is_the_published_architecture(name):
     assert tuple(out.shape) == (2, spec.dim)
     assert spec.pooling in encoders.POOLINGS and spec.card and spec.gate
     assert len(spec.mean) == len(spec.std) == 3
+
+
+PUBLISHED = json.loads((DATA / "checkpoints" / "published.json").read_text())
+
+
+def test_every_entry_has_a_manifest_of_its_published_checkpoint():
+    assert sorted(PUBLISHED) == sorted(encoders.REGISTRY)
+    assert all(m["source"] and m["tensors"] for m in PUBLISHED.values())
+
+
+@pytest.mark.parametrize("name", sorted(encoders.REGISTRY))
+def test_each_entry_takes_its_published_checkpoints_tensors(name):
+    """The tensors of the checkpoint as its publisher describes it (tests/data/checkpoints/published.json,
+    each entry naming its source: config.json, model card, model code), against the module the loader
+    loads it into, built on the meta device: every named tensor is there with its shape, and nothing
+    the checkpoint does not have (register tokens) is. A round trip of our own build cannot see this."""
+    manifest = PUBLISHED[name]
+    spec = encoders.REGISTRY[name]
+    with torch.device("meta"):
+        target = encoders.checkpoint_target(spec)
+    have = {k: tuple(v.shape) for k, v in target.state_dict().items()}
+    if manifest["key_mapping"].startswith("positional"):  # the packaged EfficientNet-Lite0: names by order
+        state = torch.load(encoders._efficientnet_lite0_weights_file(), map_location="cpu", weights_only=True)
+        assert {k: list(state[k].shape) for k in manifest["tensors"]} == manifest["tensors"]  # the real file
+        mapped = dict(zip(state, have))
+        have = {k: have[mapped[k]] for k in state}
+    have = {k: have[encoders.map_key(spec, k)] for k in manifest["tensors"] if encoders.map_key(spec, k) in have} | have
+    wrong = {k: (tuple(v), have.get(k)) for k, v in manifest["tensors"].items() if have.get(k) != tuple(v)}
+    assert wrong == {}, f"{name}: published shape vs ours ({manifest['source']})"
+    assert not [k for k in manifest["absent"] if k in have], f"{name} has tensors its checkpoint lacks"
 
 
 def test_pooling_of_known_tokens():
@@ -83,6 +113,8 @@ def _write_cache(root, repo: str, files: dict) -> str:
 def _save_weights(model, spec, path):
     target = model.net.model if isinstance(model.net, encoders._HFTokens) else model.net
     state = {k: v.contiguous() for k, v in target.state_dict().items()}
+    for published, ours in spec.key_map:  # the names the publisher's file has (Phikon-v2: transformers 4's)
+        state = {k.replace(ours, published): v for k, v in state.items()}
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 

@@ -147,6 +147,28 @@ def test_thread_and_process_readers_give_identical_features(tiled):
     assert np.array_equal(inline, extract.extract_tiles(*args, extract.Reading(4, 2, True))[0])
 
 
+def test_a_card_that_resizes_then_crops_is_followed(tiled):
+    """Prov-GigaPath's card resizes a tile to 256 and crops the centre 224: the encoder gets exactly
+    that crop of each tile (here on the default encoder's network, given that preprocessing)."""
+    from dataclasses import replace
+
+    slide, sid, coords_h5 = tiled
+    coords, attrs = formats.read_coords(coords_h5)
+    spec, model, _ = encoders.load("efficientnet_lite0", "random")
+    spec = replace(spec, resize=256)
+    net = extract.Net(model, spec, torch.device("cpu"), None, torch.contiguous_format)
+    got, _ = extract.extract_tiles(net, slide, sid, coords[:6], attrs, extract.Reading(3, 0))
+    reader = extract.TileReader(slide, coords[:6], int(attrs["patch_level"]), formats.tile_sizes(attrs)[0], 256, 6)
+    tiles, _ = reader.read_batch(0)
+    reader.close()
+    crop = tiles[:, 16:240, 16:240].permute(0, 3, 1, 2).float()
+    mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        want = model((crop / 255 - mean) / std).numpy()
+    assert np.allclose(got, want, atol=1e-4)
+    assert encoders.REGISTRY["prov-gigapath"].resize == 256 and encoders.REGISTRY["prov-gigapath"].input_size == 224
+
+
 def test_read_features_accepts_clam_trident_and_mcat_layouts(tmp_path):
     feats = np.random.default_rng(0).normal(size=(7, 16)).astype(np.float32)
     coords = np.arange(14).reshape(7, 2)
