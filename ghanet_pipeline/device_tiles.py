@@ -50,13 +50,33 @@ def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     return w
 
 
+class OpenCVResize:
+    """(B x 3 x n_in x n_in uint8) -> (B x 3 x n_out x n_out uint8) as OpenCV's resize gives it (INTER_AREA
+    to shrink, INTER_CUBIC to enlarge), on any device: rows then columns in float, rounded as OpenCV
+    rounds that factor, clamped like saturate_cast."""
+
+    def __init__(self, n_in: int, n_out: int, device: torch.device):
+        self.n_in, self.n_out = n_in, n_out
+        w = torch.from_numpy(resize_matrix(n_in, n_out)).float().to(device)
+        self.wy, self.wx = w, w.T.contiguous()
+        # OpenCV halves a uint8 image (INTER_AREA, factor 2) in integers, (a + b + c + d + 2) >> 2: half
+        # up; every other factor goes through float and saturate_cast: half to even
+        self.half_up = n_in == 2 * n_out
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.n_in == self.n_out:
+            return raw
+        out = self.wy @ raw.float() @ self.wx
+        out = out.add_(0.5).floor_() if self.half_up else out.round_()
+        return out.clamp_(0, 255).to(torch.uint8)
+
+
 class DeviceTiles:
     """Batches of patches from `stored`'s tiles, decoded, assembled and resized on `device`."""
 
     def __init__(self, stored: StoredTiles, device: torch.device, read_size: int, out_size: int):
         self.stored, self.device, self.read_size, self.out_size = stored, device, read_size, out_size
-        w = torch.from_numpy(resize_matrix(read_size, out_size)).float().to(device)
-        self.wy, self.wx = w, w.T.contiguous()
+        self.resize = OpenCVResize(read_size, out_size, device)
         self.cache: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
         self.capacity = max(64, CACHE_BYTES // (stored.tw * stored.th * 3))
         self.lock = threading.Lock()
@@ -90,8 +110,6 @@ class DeviceTiles:
         for b, plan in enumerate(plans):
             for i, (sy, sx), (dy, dx) in plan or ():
                 raw[b, :, dy, dx] = tiles[i][:, sy, sx]
-        # OpenCV's resize: rows then columns, in float, rounded half to even and clamped like saturate_cast
-        out = self.wy @ raw.float() @ self.wx if self.read_size != self.out_size else raw.float()
-        out = out.round_().clamp_(0, 255).to(torch.uint8)
+        out = self.resize(raw)
         self.stored.patches += sum(1 for plan in plans if plan)
         return out.permute(0, 2, 3, 1), [b for b, plan in enumerate(plans) if plan is None]

@@ -208,10 +208,11 @@ def check_coords(slide: openslide.OpenSlide, coords: np.ndarray, attrs: dict, sl
                               "it is from another slide, rerun tile")
 
 
-def record_failure(slide_id: str, reason: str, *, features_h5: str) -> None:
-    """A feature file without features that says the slide failed, and why (on_slide_error: skip)."""
+def record_failure(slide_id: str, reason: str, *, features_h5: str, stage: str = "extract") -> None:
+    """A feature file without features that says the slide failed, why, and at which stage it first
+    failed (on_slide_error: skip)."""
     formats.write_features(features_h5, np.zeros((0, 0), np.float32), np.zeros((0, 2), np.int64), {},
-                           {"slide_id": slide_id, "status": "failed", "reason": reason})
+                           {"slide_id": slide_id, "status": "failed", "reason": reason, "failed_stage": stage})
 
 
 @dataclass
@@ -241,7 +242,7 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
         reading: Reading = Reading(), wants_gpu: bool = True) -> dict:
     coords, attrs = formats.read_coords(coords_h5)
     if attrs.get("status") == "failed":  # recorded upstream (cohort.on_slide_error: skip)
-        record_failure(slide_id, attrs["reason"], features_h5=features_h5)
+        record_failure(slide_id, attrs["reason"], features_h5=features_h5, stage=attrs.get("failed_stage", "tile"))
         return {"slide_id": slide_id, "n_tiles": 0, "dim": 0, "encoder": "", "precision": "", "failed": True}
     dev = devices.resolve(device, wants_gpu, "extract") if isinstance(device, str) else device
     slide = wsi.open_slide(slide_path, slide_id)

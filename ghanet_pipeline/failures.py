@@ -42,7 +42,7 @@ def failure_summary(results_dir, out_csv=None, slides=None) -> list[dict]:
             if r.get("status", "") == "ok" or (stage, r[id_col]) in seen:
                 continue
             seen.add((stage, r[id_col]))
-            rows.append({"stage": stage, "item": r[id_col], "status": status or r["status"],
+            rows.append({"stage": r.get("failed_stage") or stage, "item": r[id_col], "status": status or r["status"],
                          "reason": reason(r), "source": str(path)})
     if out_csv is not None:
         with atomic_path(out_csv) as tmp:

@@ -19,6 +19,7 @@ import torch
 
 from . import formats, plots, wsi
 
+GLASS_SATURATION = 20  # out of 255: glass stays below it (the floor segmentation puts under Otsu's split too)
 THUMB_PX = 1024  # long side of the overview where the slide's resolution is unknown (foreign features)
 SCALE_BARS_UM = (50, 100, 200, 250, 500, 1000, 2000, 5000, 10000)
 
@@ -103,11 +104,23 @@ def overlay_mpp(level0_size: tuple[int, int], level0_mpp: float | None, settings
     return max(settings.mpp, long_um / settings.max_side_px, level0_mpp)
 
 
+def tissue_mask(rgb: np.ndarray) -> np.ndarray:
+    """Tissue on the overview: stained pixels stand out from the glass in saturation (Otsu's split,
+    never below a floor that unstained glass stays under), smoothed over a few pixels."""
+    import cv2
+
+    sat = cv2.medianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1], 5)
+    split, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = (sat > max(split, GLASS_SATURATION)).astype(np.uint8)
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).astype(bool)
+
+
 def tile_map(values: np.ndarray, coords: np.ndarray, ps0: int, shape: tuple[int, int], scale: float,
-             smooth: bool) -> np.ndarray:
-    """The tiles' values on a (h, w) grid of `scale` pixels per level-0 pixel, NaN off the tiles.
-    Smoothing is a normalised Gaussian blur (sigma half a tile) inside the tiles' footprint: values
-    flow between neighbouring tiles but never onto glass, and a lone tile keeps its value."""
+             smooth: bool, tissue: np.ndarray | None = None) -> np.ndarray:
+    """The tiles' values on a (h, w) grid of `scale` pixels per level-0 pixel, NaN off the tiles and,
+    given a `tissue` mask of the grid, off the tissue: a tile at the tissue's edge is part glass, and
+    its glass is left clear. Smoothing is a normalised Gaussian blur (sigma half a tile) inside that
+    footprint: values flow between neighbouring tiles but never onto glass, and a lone tile keeps its value."""
     import cv2
 
     h, w = shape
@@ -118,6 +131,9 @@ def tile_map(values: np.ndarray, coords: np.ndarray, ps0: int, shape: tuple[int,
         acc[y0:y1, x0:x1] += v
         cover[y0:y1, x0:x1] += 1
     footprint = cover > 0
+    if tissue is not None:
+        footprint &= tissue
+        acc[~footprint], cover[~footprint] = 0, 0  # glass gives nothing to the blur either
     if smooth:
         sigma = max(0.5, ps0 * scale / 2)
         acc, cover = (cv2.GaussianBlur(a, (0, 0), sigma) for a in (acc, cover))
@@ -167,6 +183,7 @@ def render(slide_path, slide_id: str, coords: np.ndarray, attrs: dict, maps: dic
     finally:
         slide.close()
     h, w = thumb.shape[:2]
+    tissue = tissue_mask(thumb)
     n = len(maps)
     cols = min(4, n)
     rows = -(-n // cols)
@@ -182,7 +199,7 @@ def render(slide_path, slide_id: str, coords: np.ndarray, attrs: dict, maps: dic
         ax = fig.add_axes((left / fw, bottom / fh, w / dpi / fw, h / dpi / fh))
         shown, label, top = _shown(np.asarray(values, float), n_bag or len(values), settings)
         ax.imshow(thumb)
-        im = ax.imshow(tile_map(shown, coords, ps0, (h, w), scale, settings.smooth), cmap="jet", alpha=0.45,
+        im = ax.imshow(tile_map(shown, coords, ps0, (h, w), scale, settings.smooth, tissue), cmap="jet", alpha=0.45,
                        vmin=0, vmax=top, interpolation="nearest")
         if um_px:
             _scale_bar(ax, w, um_px)

@@ -145,6 +145,8 @@ def _patient_parts(group: pd.DataFrame, sids: list[str], features_dir, ckpt: dic
     for sid in sids:
         fpath = features.feature_path(features_dir, sid)
         feats, coords, attrs = features.read_features(fpath)
+        if attrs.get("status") == "failed":  # recorded upstream (cohort.on_slide_error: skip): its first failure
+            raise GhanetError(f"slide {sid} failed at {attrs.get('failed_stage') or 'extract'}: {attrs.get('reason', '')}")
         check_slide(sid, attrs, ckpt, allow_other_mpp)
         if len(feats) and ckpt["model_args"]["in_dim"] != feats.shape[1]:
             raise GhanetError(f"slide {sid}: {feats.shape[1]}-d features, the models take "

@@ -28,14 +28,15 @@ def slide_table(stats_paths: list, coords_paths: list) -> pd.DataFrame:
             rows.append({"slide_id": stats["slide_id"], "n_tiles": 0, "n_pieces": 0, "n_holes": 0,
                          "tissue_area_mm2": 0.0, "pen_area_mm2": 0.0, "level0_mpp": stats.get("level0_mpp"),
                          "patch_level": None, "patch_size_level0": None, "status": "failed",
-                         "reason": stats.get("reason") or attrs.get("reason", "")})
+                         "reason": stats.get("reason") or attrs.get("reason", ""),
+                         "failed_stage": stats.get("failed_stage") or attrs.get("failed_stage", "tile")})
             continue
         rows.append({
             "slide_id": stats["slide_id"], "n_tiles": n, "n_pieces": stats["n_pieces"],
             "n_holes": stats["n_holes"], "tissue_area_mm2": stats["tissue_area_mm2"],
             "pen_area_mm2": stats["pen_area_mm2"], "level0_mpp": stats["level0_mpp"],
             "patch_level": attrs.get("patch_level"), "patch_size_level0": attrs.get("patch_size_level0"),
-            "status": "ok" if n else "no tiles",
+            "status": "ok" if n else "no tiles", "failed_stage": "" if n else "tile",
             "reason": "" if n else ("no tissue found" if stats["n_pieces"] == 0 else
                                     "no tile reaches tile.min_coverage"),
         })

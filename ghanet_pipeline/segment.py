@@ -203,7 +203,8 @@ def record_failure(slide_id: str, reason: str, *, geojson: str, qc_png: str, sta
     formats.write_contours(geojson, [])
     with atomic_path(qc_png) as tmp:
         formats.write_image(tmp, np.full((64, 64, 3), 200, np.uint8), fmt=Path(qc_png).suffix)
-    write_json(stats_json, {"slide_id": slide_id, "status": "failed", "reason": reason, "n_pieces": 0, "n_holes": 0,
+    write_json(stats_json, {"slide_id": slide_id, "status": "failed", "reason": reason, "failed_stage": "segment",
+                            "n_pieces": 0, "n_holes": 0,
                             "tissue_area_mm2": 0.0, "pen_area_mm2": 0.0, "level0_mpp": None})
 
 

@@ -63,10 +63,12 @@ def tile_grid(polygons, level0_size, patch_size_level0: int, min_coverage: float
     return coords, coverage[iy, ix]
 
 
-def record_failure(slide_id: str, reason: str, *, coords_h5: str, qc_png: str) -> None:
-    """An empty coords file that says the slide failed, and why (cohort.on_slide_error: skip)."""
+def record_failure(slide_id: str, reason: str, *, coords_h5: str, qc_png: str, stage: str = "tile") -> None:
+    """An empty coords file that says the slide failed, why, and at which stage it first failed
+    (cohort.on_slide_error: skip)."""
     formats.write_coords(coords_h5, np.zeros((0, 2), np.int64), {"slide_id": slide_id, "status": "failed",
-                                                                  "reason": reason, "patch_size": 0})
+                                                                  "reason": reason, "failed_stage": stage,
+                                                                  "patch_size": 0})
     formats.write_image(qc_png, np.full((64, 64, 3), 200, np.uint8))
 
 
@@ -79,7 +81,8 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
     if segment_stats is not None:
         stats = json.loads(Path(segment_stats).read_text())
         if stats.get("status") == "failed":  # recorded by segmentation (cohort.on_slide_error: skip)
-            record_failure(slide_id, stats["reason"], coords_h5=coords_h5, qc_png=qc_png)
+            record_failure(slide_id, stats["reason"], coords_h5=coords_h5, qc_png=qc_png,
+                           stage=stats.get("failed_stage", "segment"))
             return {"slide_id": slide_id, "n_tiles": 0, "patch_level": -1, "patch_size_level0": 0, "failed": True}
     slide = wsi.open_slide(slide_path, slide_id)
     if segment_stats is not None:

@@ -257,6 +257,31 @@ def test_features_key(tmp_path):
     assert "--slide-sheet" not in _commands(plan, "splits")[0]
 
 
+@covers("cohort.patches")
+def test_patches_key(demo_cohort, tmp_path):
+    """cohort.patches: CLAM's patch files give the heatmaps the tiles' size that CLAM's feature files
+    do not carry; without them, the tiling settings on the slide's resolution do."""
+    import openslide
+
+    import other_tools
+    from ghanet_pipeline import cli
+
+    out, sheet = demo_cohort
+    sid, path = sheet.slide_id[0], sheet.path[0]
+    with openslide.OpenSlide(str(path)) as slide:
+        other_tools.clam_patches(tmp_path / "patches" / f"{sid}.h5", np.array([[0, 0]]), slide, sid,
+                                 patch_size=128, patch_level=1)
+        down = slide.level_downsamples[1]
+
+    def size(**cohort):
+        part = {"slide_id": sid, "path": path, "attrs": {"format": "clam"}}
+        cli._with_geometry(part, {"path": path, "mpp": None}, validate_config({"cohort": cohort}))
+        return part["attrs"]["patch_size_level0"], part["attrs"]["target_patch_size"]
+
+    assert size() == (256, 256)  # tile.patch_size 256 at tile.target_mpp 0.5 on a 0.5 um/px slide
+    assert size(patches=str(tmp_path / "patches")) == (round(128 * down), 128)
+
+
 @covers("cohort.status_column")
 def test_status_column_is_declared_never_guessed(tmp_path):
     from ghanet_pipeline.cohort import load_clinical

@@ -28,6 +28,33 @@ def test_values_stay_on_the_tiles(smooth):
         assert out[5, 5] == pytest.approx(values[0]) and out[25, 35] == pytest.approx(values[11])
 
 
+@pytest.mark.parametrize("smooth", [False, True])
+def test_the_glass_of_edge_tiles_stays_clear(smooth):
+    """The real CMU slide with tiles over all of it: attention is drawn on the tissue only, never on
+    the glass that tiles at the tissue's edge (or a tile that reached min_coverage) also hold."""
+    import openslide
+
+    from conftest import CMU_SLIDE
+    from ghanet_pipeline import wsi
+
+    with openslide.OpenSlide(str(CMU_SLIDE)) as s:
+        w0, h0 = s.dimensions
+        thumb = wsi.read_rgb_at(s, (w0 // 8, h0 // 8), "cmu", CMU_SLIDE)
+    tissue = heatmap.tissue_mask(thumb)
+    import cv2
+
+    bright = (thumb.astype(int).min(axis=2) > 225).astype(np.uint8)  # bright and colourless
+    glass = cv2.erode(bright, np.ones((7, 7), np.uint8)).astype(bool)  # ... 3 px clear of any edge
+    assert 0.1 < tissue.mean() < 0.9 and not (tissue & glass).any()
+    coords = np.array([(x, y) for y in range(0, h0 - 256, 256) for x in range(0, w0 - 256, 256)], float)
+    values = np.random.default_rng(0).random(len(coords))
+    out = heatmap.tile_map(values, coords, 256, thumb.shape[:2], 1 / 8, smooth, tissue)
+    covered = ~np.isnan(heatmap.tile_map(values, coords, 256, thumb.shape[:2], 1 / 8, smooth))
+    assert np.isnan(out[glass]).all()  # the old footprint (whole tile squares) drew on this glass
+    assert (covered & glass).sum() > 1000
+    assert not np.isnan(out[covered & tissue]).any() and np.nanmin(out) >= 0 and np.nanmax(out) <= 1
+
+
 def test_smoothing_blends_neighbours_and_keeps_a_flat_map_flat():
     coords = _grid()[:12]
     step = np.where(coords[:, 0] < 200, 0.0, 1.0)  # left half 0, right half 1

@@ -53,6 +53,7 @@ TABLE = {
         (("results/features/efficientnet_lite0", "results/demo/slides.csv", "results/demo/clinical.csv",
           "results/demo/signatures.csv"), {"slide_report": 1}),
     "cohort.default_mpp": (0.25, NOTHING),  # every slide has mpp in its file
+    "cohort.patches": ("patches", NOTHING),  # read only for heatmaps of another tool's features
     "cohort.on_problem": ("exclude", NOTHING),
     "cohort.status_column": ("event", FROM_SPLITS),  # the labels are read anew
     "cohort.mpp_range": ([0.2, 5.0], FROM_SEGMENT),

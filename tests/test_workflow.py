@@ -159,21 +159,32 @@ def test_a_cohort_trains_on_the_slides_that_succeed(tmp_path):
     paths[broken], paths[gone] = str(tmp_path / "broken.svs"), str(tmp_path / "gone.svs")
     pd.DataFrame({"slide_id": list(paths), "case_id": clinical.set_index("slide_id").loc[list(paths)].case_id,
                   "path": list(paths.values())}).to_csv(tmp_path / "slides.csv", index=False)
+    # a new patient whose slide is missing: its row carries the slide's first failure and its stage
+    pd.DataFrame({"slide_id": ["NEW-OK-S1", "NEW-GONE-S1"], "case_id": ["NEW-OK", "NEW-GONE"],
+                  "path": [str(CMU_SLIDE), str(tmp_path / "new_gone.svs")]}).to_csv(tmp_path / "new.csv", index=False)
     cfg = _config(tmp_path, {
         "cohort": {"slide_sheet": "slides.csv", "clinical": "clinical.csv", "signatures": "signatures.csv",
                    "on_slide_error": "skip", "max_lost_fraction": 0.2},
         "splits": {"folds": 2}, "labels": {"n_bins": 2}, "train": {"epochs": 1, "grad_accum": 2},
-        "evaluate": {"heatmaps": False}})
+        "evaluate": {"heatmaps": False}, "predict": {"slide_sheet": "new.csv", "heatmaps": False}})
     proc = snakemake(tmp_path, configfile=cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     slides = pd.read_csv(tmp_path / "results/report/slides.csv").set_index("slide_id")
     assert slides.at[broken, "status"] == "failed" and "not a whole-slide image" in slides.at[broken, "reason"]
     assert slides.at[gone, "status"] == "failed" and "file not found" in slides.at[gone, "reason"]
-    assert (slides.drop([broken, gone]).status == "ok").all()
+    assert (slides.drop([broken, gone, "NEW-GONE-S1"]).status == "ok").all()
     manifest = pd.read_csv(tmp_path / "results/features/efficientnet_lite0/manifest.csv").set_index("slide_id")
     assert manifest.at[broken, "status"] == "failed" and manifest.at[broken, "n_tiles"] == 0
     failures = pd.read_csv(tmp_path / "results/report/failures.csv")
     assert {broken, gone} <= set(failures.item)
+    first = failures.drop_duplicates("item").set_index("item")
+    assert first.at[broken, "stage"] == first.at[gone, "stage"] == first.at["NEW-GONE-S1", "stage"] == "segment"
+    predictions = pd.read_csv(tmp_path / "results/predict/predictions.csv").set_index("case_id")
+    assert predictions.at["NEW-OK", "status"] == "ok" and predictions.at["NEW-GONE", "status"] == "failed"
+    why = predictions.at["NEW-GONE", "reason"]
+    assert why.startswith("slide NEW-GONE-S1 failed at segment: ") and "file not found" in why, why
+    assert "QC image" not in why
+    assert failures.set_index(["stage", "item"]).loc[("predict", "NEW-GONE"), "reason"] == why
     excluded = failures[(failures.stage == "train") & (failures.status == "excluded")]
     assert lone[0] in set(excluded.item) and "no usable slide" in excluded.set_index("item").at[lone[0], "reason"]
     table = pd.read_csv(tmp_path / "results/evaluate/comparison.csv")
@@ -181,7 +192,7 @@ def test_a_cohort_trains_on_the_slides_that_succeed(tmp_path):
     assert snakemake(tmp_path, "--report", "report.html", configfile=cfg).returncode == 0
     # the run stops instead when more of the cohort is lost than cohort.max_lost_fraction
     line = error_line(ghanet_in_process("feature-manifest", "--features",
-                                        *sorted((tmp_path / "results/features/efficientnet_lite0").glob("*.h5")),
+                                        *sorted((tmp_path / "results/features/efficientnet_lite0").glob("DEMO-*.h5")),
                                         "--out", tmp_path / "m.csv", "--max-lost-fraction", "0.1"))
     assert f"2 of {len(paths)} slides failed" in line and "raise cohort.max_lost_fraction" in line
 

@@ -149,10 +149,11 @@ DEPENDS = {
     "genes": ["genes.*", "labels.*"],
     "evaluate": ["evaluate.risk_groups"],
     "predict": ["evaluate.risk_groups", "predict.allow_other_mpp"],
+    "heatmaps": ["heatmap.*"],
     # features given by another tool may not say their tiles' size: the tiling settings and the
     # slides' resolution (or CLAM's patch files) do, for the heatmaps (ours carry it, and tile reruns them)
-    "heatmaps": ["heatmap.*"] + (["tile.patch_size", "tile.target_mpp", "cohort.default_mpp", "cohort.patches"]
-                                 if FEATURES_IN else []),
+    "heatmap_geometry": ["tile.patch_size", "tile.target_mpp", "cohort.default_mpp", "cohort.patches"]
+    if FEATURES_IN else [],
 }
 TRAIN_KEYS = ["train.epochs", "train.lr", "train.weight_decay", "train.grad_accum", "train.balanced_sampling",
               "train.scheduler", "train.seed", "train.inner_val_fraction"]

@@ -15,6 +15,7 @@ rule heatmaps:
                labels={"fold": "{fold}", "page": "{page}"}),
     params:
         **depends_on("heatmaps"),
+        **depends_on("heatmap_geometry"),
         sections=sections_json("heatmap", "tile", "cohort"),  # another tool's files: the tiles' geometry
         features_dir=lambda wc, input: COHORT_FEATURES_DIR,  # derived: the features themselves are inputs
     conda:
