@@ -69,7 +69,7 @@ def read_rate(slide, coords, attrs, size, batch, workers, slide_reader, dev) -> 
     reader = extract.TileReader(slide, coords, int(attrs["patch_level"]), formats.tile_sizes(attrs)[0], size,
                                 batch, slide_reader, dev)
     t = time.perf_counter()
-    n = sum(len(imgs) for imgs, _ in reader.batches(workers))
+    n = sum(len(imgs) for imgs, _, _ in reader.batches(workers))
     sync(dev)
     seconds = time.perf_counter() - t
     row = {"reader": reader.name, "read_pps": round(n / seconds, 1)}

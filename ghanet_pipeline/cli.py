@@ -65,6 +65,8 @@ def _add_slides_args(p: argparse.ArgumentParser) -> None:
                         "file options are patterns with {slide}")
     p.add_argument("--slide-log", default=None, help="with --slides: each slide's log, a pattern with {slide}")
     p.add_argument("--done", default=None, help="with --slides: the table of the job's slides, written last")
+    p.add_argument("--stamp-extra", default=None,
+                   help="JSON the slide's stamp also records (the workflow's provenance of outputs a chunk made)")
 
 
 def _add_slide_args(p: argparse.ArgumentParser) -> None:
@@ -97,7 +99,7 @@ SLIDE_FILES = {
     "export-pt": (["features"], ["out"]),
 }
 RUNTIME_ARGS = {"func", "command", "verbose", "on_error", "device", "gpus", "batch_size", "workers", "threads",
-                "slide_reader", "reader", "slides", "slide_log", "done"}
+                "slide_reader", "reader", "slides", "slide_log", "done", "stamp_extra"}
 
 
 def _stamp(args) -> tuple[list[str], list[str], dict]:
@@ -108,13 +110,15 @@ def _stamp(args) -> tuple[list[str], list[str], dict]:
     return inputs, outputs, {k: v for k, v in vars(args).items() if k not in RUNTIME_ARGS}
 
 
-def _run_slide(args) -> None:
+def _run_slide(args, made_by: dict | None = None) -> None:
     """One slide's stage, then its stamp (which a job of several slides reads to skip it). The old
-    stamp goes first: outputs rewritten by a job killed before its stamp are never vouched for."""
+    stamp goes first: outputs rewritten by a job killed before its stamp are never vouched for.
+    `made_by`: a chunk job's mark and the workflow's digest of the slide's settings, which Snakemake
+    does not record for outputs a chunk makes (the workflow reads them back with a job per slide)."""
     _, outputs, kept = _stamp(args)
     stamps.clear_stamp(outputs)
     args.func(args)
-    stamps.write_stamp(kept, outputs)
+    stamps.write_stamp(kept, outputs, made_by or json.loads(getattr(args, "stamp_extra", None) or "{}"))
 
 
 class ChunkFailed(GhanetError):
@@ -168,7 +172,7 @@ def _run_slides(args) -> None:
         else:
             with _logging_to(log_path) as fh:
                 try:
-                    _run_slide(one)
+                    _run_slide(one, {"made_by": "chunk", "settings": entry.get("settings")})
                     status = "done"
                 except GhanetError as exc:
                     status = f"failed: {exc}"

@@ -14,10 +14,11 @@ import functools
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -28,9 +29,31 @@ import torch
 from . import __version__, devices, encoders, formats, wsi
 from .errors import GhanetError, SlideError
 from .io import atomic_path
-from .stored_tiles import StoredTiles
+from .stored_tiles import CorruptTile, StoredTiles
 
 log = logging.getLogger("ghanet.extract")
+MAX_CORRUPT_FRACTION = 0.2  # the schema's default, for checkpoints whose settings predate the key
+
+
+@dataclass
+class Damage:
+    """What could not be decoded under a slide's patches: a stored tile libjpeg-turbo refuses (its
+    strict mode, as OpenSlide's) or a patch OpenSlide could not read. Those patches are left out, and
+    counted; the others are read as from an intact slide."""
+    dropped: dict = field(default_factory=dict)  # patch index -> why
+    where: dict = field(default_factory=dict)  # level-0 (x, y, w, h) of each corrupt tile or unreadable patch -> why
+
+    def add(self, dropped: dict) -> None:
+        """A batch's left-out patches: index -> (level-0 box, why)."""
+        for i, (box, why) in dropped.items():
+            self.dropped[i] = why
+            self.where.setdefault(tuple(int(v) for v in box), why)
+
+    def summary(self, n_patches: int) -> str:
+        boxes = sorted(self.where)
+        at = "; ".join(f"x {x}, y {y} ({w} x {h} px)" for x, y, w, h in boxes[:5]) + ("; ..." if len(boxes) > 5 else "")
+        return (f"{len(boxes)} corrupt stored tile(s) or unreadable region(s) at level-0 {at} "
+                f"({next(iter(self.where.values()))}); {len(self.dropped)} of {n_patches} patches over them left out")
 
 
 class TileReader:
@@ -80,6 +103,11 @@ class TileReader:
             self._handles.append(self._local.slide)
         return self._local.slide
 
+    def _reopen(self) -> None:
+        """OpenSlide's handle is unusable after a read error: this thread takes a fresh one."""
+        self._local.__dict__.pop("slide", None)
+        self._handle()
+
     def _patch(self, x: int, y: int) -> np.ndarray:
         rgb = self._stored.patch(x, y, self.read_size) if self._stored is not None else None
         if rgb is None:
@@ -98,15 +126,24 @@ class TileReader:
         idx = range(b * self.batch_size, min(len(self.coords), (b + 1) * self.batch_size))
         if self._on_device is not None:
             return self._read_batch_on_device(idx)
+        return self._read_batch_cpu(idx)
+
+    def _read_batch_cpu(self, idx):
         out = np.empty((len(idx), self.out_size, self.out_size, 3), np.uint8)
+        dropped = {}  # patch index -> (level-0 box of what could not be decoded, why)
         for j, i in enumerate(idx):
             x, y = (int(v) for v in self.coords[i])
             try:
                 out[j] = self._resized(self._patch(x, y))
-            except (openslide.OpenSlideError, OSError, RuntimeError, ValueError) as exc:
-                # imagecodecs raises its own JpegError (a RuntimeError) on a corrupt stored tile
-                return None, f"tile #{i} at level-0 ({x}, {y}): {exc}"
-        return torch.from_numpy(out), None
+            except CorruptTile as exc:  # left out and counted; the patch's pixels are never used
+                dropped[i], out[j] = (exc.box, exc.message), 0
+            except openslide.OpenSlideError as exc:
+                self._reopen()
+                size0 = int(round(self.read_size * self._handle().level_downsamples[self.level]))
+                dropped[i], out[j] = ((x, y, size0, size0), f"OpenSlide: {exc}"), 0
+            except (OSError, RuntimeError, ValueError) as exc:
+                return None, f"tile #{i} at level-0 ({x}, {y}): {exc}", {}
+        return torch.from_numpy(out), None, dropped
 
     def _read_batch_on_device(self, idx):
         """The batch decoded, assembled and resized on the device; patches the stored tiles do not
@@ -116,10 +153,11 @@ class TileReader:
             out, rest = self._on_device.batch(xy)
             for j in rest:
                 out[j] = torch.from_numpy(self._resized(self._patch(*xy[j]))).to(out.device)
-        except (openslide.OpenSlideError, OSError, RuntimeError, ValueError) as exc:
-            # torchvision raises a RuntimeError on a corrupt stored tile, naming no tile: the batch is named
-            return None, f"tiles #{idx[0]}-#{idx[-1]} (level-0 ({xy[0][0]}, {xy[0][1]}) on): {exc}"
-        return out, None
+        except (openslide.OpenSlideError, CorruptTile, OSError, RuntimeError, ValueError):
+            # torchvision raises on a corrupt stored tile without naming it: the batch is read again
+            # on the CPU, whose strict decoder finds the tile and leaves out only the patches over it
+            return self._read_batch_cpu(idx)
+        return out, None, {}
 
     def __getstate__(self):  # worker processes open their own handles and file descriptors
         state = dict(self.__dict__)
@@ -256,7 +294,20 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
     memory_format = torch.channels_last if params["channels_last"] else torch.contiguous_format
     net = Net(model.to(dev, memory_format=memory_format), spec, dev,
               encoders.autocast_dtype(spec, params["precision"], dev), memory_format)
-    feats, reader = extract_tiles(net, slide_path, slide_id, coords, attrs, reading)
+    damage = Damage()
+    feats, reader = extract_tiles(net, slide_path, slide_id, coords, attrs, reading, damage)
+    planned = len(coords)
+    if damage.dropped:
+        share = len(damage.dropped) / planned
+        limit = params.get("max_corrupt_fraction", MAX_CORRUPT_FRACTION)
+        if share > limit:
+            raise SlideError(f"slide {slide_id}: {damage.summary(planned)}: {share:.0%} of its patches, more than "
+                             f"extract.max_corrupt_fraction {limit:g}; the file is damaged, "
+                             "copy it again from its source (or raise extract.max_corrupt_fraction)")
+        keep = np.setdiff1d(np.arange(planned), sorted(damage.dropped))
+        feats, coords = feats[keep], coords[keep]
+        # the job's own line, which the run's summary and failures.csv carry
+        print(f"ghanet extract: warning: slide {slide_id}: {damage.summary(planned)}", file=sys.stderr)
 
     file_attrs = {
         "slide_id": slide_id, "encoder": spec.name, "weights_sha256": whash,
@@ -266,6 +317,9 @@ def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, feature
         "encoder_mpp": float(attrs["target_mpp"]) * formats.tile_sizes(attrs)[1] / (spec.resize or spec.input_size),
         "target_mpp": attrs["target_mpp"], "level0_mpp": attrs["level0_mpp"],
         "channels_last": bool(params["channels_last"]), "ghanet_version": __version__, "reader": reader,
+        # what could not be decoded: patches left out, and where (level-0 x, y, width, height)
+        "patches_planned": planned, "dropped_patches": len(damage.dropped), "corrupt_tiles": len(damage.where),
+        "corrupt_at": json.dumps(sorted(damage.where)[:50]),
         # provenance: segmentation, tiling and extraction settings, which checkpoints record
         "settings": json.dumps({**json.loads(attrs.get("settings", "{}")), "extract": params}, sort_keys=True),
     }
@@ -295,8 +349,10 @@ def _file_key(path: str | None):
 
 @torch.inference_mode()
 def extract_tiles(net: Net, slide_path, slide_id: str, coords: np.ndarray, attrs: dict,
-                  reading: Reading = Reading()) -> tuple[np.ndarray, str]:
-    """Features of the tiles at `coords` (N x D) and the reader that read them."""
+                  reading: Reading = Reading(), damage: Damage | None = None) -> tuple[np.ndarray, str]:
+    """Features of the tiles at `coords` (N x D) and the reader that read them. A patch over a
+    corrupt stored tile (or one OpenSlide cannot read) gets a row of NaN and goes into `damage`."""
+    damage = damage if damage is not None else Damage()
     n = len(coords)
     feats = np.empty((n, net.spec.dim), np.float32)
     if n == 0:
@@ -310,10 +366,12 @@ def extract_tiles(net: Net, slide_path, slide_id: str, coords: np.ndarray, attrs
     cv2.setNumThreads(1)  # one resize per call; leave the cores to the model
     try:
         _run_batches(net, reader.batches(reading.workers, reading.processes), feats, slide_path, slide_id,
-                     progress)
+                     progress, damage)
     finally:
         reader.close()
     progress.done(reader.name)
+    if damage.dropped:
+        feats[sorted(damage.dropped)] = np.nan
     return feats, reader.name
 
 
@@ -340,16 +398,17 @@ class Progress:
                  self.total / t, self.where.split(",")[0] + f", {reader}")
 
 
-def _run_batches(net: Net, batches, feats, slide_path, slide_id, progress: Progress):
+def _run_batches(net: Net, batches, feats, slide_path, slide_id, progress: Progress, damage: Damage):
     # x_norm = (x / 255 - mean) / std = x * scale - shift, one fused op on the device
     std = torch.tensor(net.spec.std, device=net.dev).view(1, 3, 1, 1)
     mean = torch.tensor(net.spec.mean, device=net.dev).view(1, 3, 1, 1)
     scale, shift = 1.0 / (255.0 * std), mean / std
     done = 0
-    for imgs, error in batches:
+    for imgs, error, dropped in batches:
         if error is not None:
             raise SlideError(f"slide {slide_id}: reading {slide_path} failed at {error}; the file is "
                              "corrupt or truncated, copy it again from its source")
+        damage.add(dropped)
         if net.dev.type == "cuda" and imgs.device.type == "cpu":  # device-tiles batches are there already
             imgs = imgs.pin_memory()
         x = imgs.to(net.dev, non_blocking=True).permute(0, 3, 1, 2)

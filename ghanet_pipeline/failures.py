@@ -13,6 +13,8 @@ from .io import atomic_path
 
 FAILURE_COLUMNS = ["stage", "item", "status", "reason", "source"]
 SLIDE_STAGES = ("segment", "tile", "extract")
+# the words of the slide stages' warnings about parts of a slide that do not decode (segment, extract)
+DAMAGE_MARKS = ("OpenSlide cannot decode", "corrupt stored tile")
 
 
 def failure_summary(results_dir, out_csv=None, slides=None) -> list[dict]:
@@ -27,7 +29,11 @@ def failure_summary(results_dir, out_csv=None, slides=None) -> list[dict]:
       patients `predict` could not score.
     """
     res = Path(results_dir)
-    rows = [r for r in _job_lines(res / "logs", slides) if r["status"] == "failed"]
+    lines = _job_lines(res / "logs", slides)
+    rows = [r for r in lines if r["status"] == "failed"]
+    # slides used in part: what the decoder could not read under them (corrupt stored tiles)
+    rows += [dict(r, status="damaged") for r in lines if r["status"] == "warning" and r["stage"] in SLIDE_STAGES
+             and any(mark in r["reason"] for mark in DAMAGE_MARKS)]
     recorded = [  # (file, stage, id column, status, reason from the row)
         (res / "cohort" / "exclusions.csv", "splits", "item", "excluded", lambda r: f"{r['kind']}: {r['reason']}"),
         (res / "report" / "slides.csv", "tile", "slide_id", None, lambda r: r["reason"]),

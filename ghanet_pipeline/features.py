@@ -153,9 +153,12 @@ def manifest(paths: list, out_csv, max_lost_fraction: float = 1.0, declared: str
         rows.append({"slide_id": sid, "n_tiles": shape[-2] if len(shape) > 1 else 0, "dim": shape[-1],
                      "encoder": encoder or declared or "", "weights_sha256": attrs.get("weights_sha256", ""),
                      "format": attrs["format"], "path": str(path), "status": attrs.get("status", "ok"),
-                     "reason": attrs.get("reason", "")})
+                     "reason": attrs.get("reason", ""),
+                     # patches left out over corrupt stored tiles, and where (extract)
+                     "dropped_patches": attrs.get("dropped_patches", 0), "corrupt_tiles": attrs.get("corrupt_tiles", 0),
+                     "corrupt_at": attrs.get("corrupt_at", "[]")})
     table = pd.DataFrame(rows, columns=["slide_id", "n_tiles", "dim", "encoder", "weights_sha256", "format",
-                                        "path", "status", "reason"])
+                                        "path", "status", "reason", "dropped_patches", "corrupt_tiles", "corrupt_at"])
     usable = table[table.status != "failed"]
     for col in ("dim", "encoder", "weights_sha256"):
         if usable[col].nunique() > 1:

@@ -178,8 +178,9 @@ def render(slide_path, slide_id: str, coords: np.ndarray, attrs: dict, maps: dic
         um_px = overlay_mpp(slide.dimensions, float(mpp0) if mpp0 else None, settings)
         size = (wsi.thumbnail_size(slide, THUMB_PX) if um_px is None else
                 tuple(max(1, round(d * float(mpp0) / um_px)) for d in slide.dimensions))
+        w0 = slide.dimensions[0]  # read first: a handle that met a corrupt tile answers nothing after
         thumb = wsi.read_rgb_at(slide, size, slide_id, slide_path)
-        scale = thumb.shape[1] / slide.dimensions[0]
+        scale = thumb.shape[1] / w0
     finally:
         slide.close()
     h, w = thumb.shape[:2]

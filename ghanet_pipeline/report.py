@@ -37,6 +37,9 @@ def slide_table(stats_paths: list, coords_paths: list) -> pd.DataFrame:
             "pen_area_mm2": stats["pen_area_mm2"], "level0_mpp": stats["level0_mpp"],
             "patch_level": attrs.get("patch_level"), "patch_size_level0": attrs.get("patch_size_level0"),
             "status": "ok" if n else "no tiles", "failed_stage": "" if n else "tile",
+            # regions OpenSlide could not decode, segmented as glass (level-0 x, y, w, h)
+            "unreadable_regions": stats.get("unreadable_regions", 0),
+            "unreadable_at": json.dumps(stats.get("unreadable_at", [])[:10]),
             "reason": "" if n else ("no tissue found" if stats["n_pieces"] == 0 else
                                     "no tile reaches tile.min_coverage"),
         })

@@ -11,6 +11,7 @@ stats JSON.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -219,7 +220,14 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
     # a level at seg_mpp (or coarser, when level 0 is) is read as it is; else downsampled on the fly
     size = slide.level_dimensions[level] if level_mpp >= seg_mpp else (
         max(1, round(w0 * mpp0 / seg_mpp)), max(1, round(h0 * mpp0 / seg_mpp)))
-    rgb = wsi.read_rgb_at(slide, size, slide_id, slide_path)
+    unreadable: list = []  # what OpenSlide cannot decode (corrupt stored tiles): read around, as glass
+    rgb = wsi.read_rgb_at(slide, size, slide_id, slide_path, unreadable)
+    if unreadable:
+        at = "; ".join(f"x {x}, y {y} ({w} x {h} px)" for x, y, w, h in unreadable[:5])
+        print(f"ghanet segment: warning: slide {slide_id}: {len(unreadable)} region(s) OpenSlide cannot decode, "
+              f"segmented as glass: level-0 {at}{'; ...' if len(unreadable) > 5 else ''}", file=sys.stderr)
+        slide.close()  # a handle that met a corrupt tile answers nothing after: the QC image takes a new one
+        slide = wsi.open_slide(slide_path, slide_id)
     eff_mpp = mpp0 * w0 / rgb.shape[1]  # effective after rounding
     result = segment_image(rgb, eff_mpp, params)
     # per-axis level-0 pixels per segmentation pixel (rounding makes them differ slightly)
@@ -258,6 +266,8 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
         "seg_level": level,
         "seg_mpp": eff_mpp,
         "level0_size": [w0, h0],
+        "unreadable_regions": len(unreadable),
+        "unreadable_at": unreadable[:50],  # level-0 x, y, w, h
     }
 
     qc = _qc_image(slide, rgb, features, slide_id, slide_path)

@@ -44,5 +44,7 @@ def clear_stamp(outputs: list[str]) -> None:
     stamp_path(outputs[0]).unlink(missing_ok=True)
 
 
-def write_stamp(arguments: dict, outputs: list[str]) -> None:
-    write_json(stamp_path(outputs[0]), {"digest": digest(arguments), "outputs": [str(p) for p in outputs]})
+def write_stamp(arguments: dict, outputs: list[str], extra: dict | None = None) -> None:
+    """`extra`: what else the stamp says (a chunk job's mark and settings digest)."""
+    write_json(stamp_path(outputs[0]), {"digest": digest(arguments), "outputs": [str(p) for p in outputs],
+                                        **(extra or {})})

@@ -4,7 +4,8 @@ OpenSlide's `read_region` decodes every stored tile a patch touches, for every p
 patch touches 9-16 of Aperio's 240 px tiles), and composites in cairo. For JPEG-compressed tiled
 TIFF and Aperio SVS, the large majority of slides, this reader takes the raw tile bytes (offsets
 and byte counts from tifffile, the shared JPEG tables spliced in), decodes each with
-libjpeg-turbo (imagecodecs, which releases the GIL, so reader threads decode in parallel), keeps
+libjpeg-turbo (simplejpeg, which releases the GIL, so reader threads decode in parallel; strict,
+so a corrupt tile is an error, never silent garbage: `CorruptTile`), keeps
 the decoded tiles in a small cache shared by the threads, and copies patches out of them.
 
 Colour space as OpenSlide has it: the TIFF's photometric tag says what the JPEG holds (Aperio's
@@ -30,6 +31,15 @@ CACHE_BYTES = 256 << 20
 ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 
 
+class CorruptTile(ValueError):
+    """A stored tile that does not decode cleanly: the patches over it are not to be trusted."""
+
+    def __init__(self, stored: "StoredTiles", index: int, message: str):
+        self.index, self.box, self.message = index, stored.tile_box(index), message
+        x, y, w, h = self.box
+        super().__init__(f"stored tile {index} (level-0 x {x}, y {y}, {w} x {h} px) is corrupt: {message}")
+
+
 class StoredTiles:
     """One pyramid level's stored tiles; `patch(x, y, size)` at level-0 (x, y), or None where this
     patch is OpenSlide's to read."""
@@ -49,6 +59,7 @@ class StoredTiles:
         self.lock = threading.Lock()
         self.decoded = 0  # stored tiles decoded (a tile evicted and needed again counts twice)
         self.patches = 0
+        self.corrupt: dict[int, str] = {}  # stored tiles libjpeg-turbo refused, and its message
 
     @classmethod
     def open(cls, path, slide, level: int) -> tuple[StoredTiles | None, str]:
@@ -73,16 +84,32 @@ class StoredTiles:
         except (tifffile.TiffFileError, OSError, ValueError) as exc:
             return None, f"not readable as TIFF ({exc})"
 
+    def tile_box(self, i: int) -> tuple[int, int, int, int]:
+        """Stored tile i's level-0 (x, y, width, height)."""
+        ty, tx = divmod(i, self.across)
+        d = self.downsample
+        return (int(round(tx * self.tw * d)), int(round(ty * self.th * d)), int(round(self.tw * d)),
+                int(round(self.th * d)))
+
     def _tile(self, i: int) -> np.ndarray:
         with self.lock:
             tile = self.cache.get(i)
             if tile is not None:
                 self.cache.move_to_end(i)
                 return tile
-        import imagecodecs
+            if i in self.corrupt:
+                raise CorruptTile(self, i, self.corrupt[i])
+        import simplejpeg
 
-        data = os.pread(self.fd, self.counts[i], self.offsets[i])
-        tile = imagecodecs.jpeg8_decode(data, tables=self.tables, colorspace=self.colorspace, outcolorspace="RGB")
+        # libjpeg-turbo's strict mode: a warning ("Corrupt JPEG data: premature end of data
+        # segment") is an error, as in OpenSlide; a lenient decoder fills the rest of the tile with
+        # garbage and says nothing
+        try:
+            tile = simplejpeg.decode_jpeg(self.jpeg(i), colorspace="RGB", strict=True)
+        except ValueError as exc:
+            with self.lock:
+                self.corrupt[i] = str(exc)
+            raise CorruptTile(self, i, str(exc)) from None
         with self.lock:
             self.decoded += 1
             self.cache[i] = tile

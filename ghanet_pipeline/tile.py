@@ -121,8 +121,9 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
     }
     formats.write_coords(coords_h5, coords, attrs)
 
+    w0 = slide.dimensions[0]  # read first: a handle that met a corrupt tile answers nothing after
     thumb = wsi.read_rgb_at(slide, wsi.thumbnail_size(slide, 1024), slide_id, slide_path)
-    f = thumb.shape[1] / slide.dimensions[0]
+    f = thumb.shape[1] / w0
     for x, y in coords:
         cv2.rectangle(thumb, (int(x * f), int(y * f)), (int((x + ps0) * f), int((y + ps0) * f)),
                       (0, 120, 0), 1)

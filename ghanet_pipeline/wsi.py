@@ -181,13 +181,51 @@ def level_for_mpp(slide: openslide.OpenSlide, mpp0: float, target_mpp: float, to
 BLOCK_PX = (8192, 512)
 
 
-def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str, path) -> np.ndarray:
+UNREADABLE_PX = 256  # a block OpenSlide cannot decode is read again in pieces this size
+
+
+class _Reader:
+    """Blocks of a level, read around what OpenSlide cannot decode: after a read error its handle is
+    unusable, so a fresh one is opened and the failed block is read again in small pieces, those
+    that still fail left white (as glass) and recorded in `unreadable` (level-0 x, y, w, h)."""
+
+    def __init__(self, slide: openslide.OpenSlide, slide_id: str, path):
+        self.slide, self.slide_id, self.path = slide, slide_id, path
+        self.unreadable: list[tuple[int, int, int, int]] = []
+
+    def _fresh(self) -> None:
+        self.slide = open_slide(self.path, self.slide_id)
+
+    def read(self, x0: int, y0: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB of `size` (w, h) at `level` from level-0 (x0, y0)."""
+        try:
+            return rgba_to_rgb(np.asarray(self.slide.read_region((x0, y0), level, size)))
+        except openslide.OpenSlideError:
+            self._fresh()
+        down = self.slide.level_downsamples[level]
+        out = np.full((size[1], size[0], 3), 255, np.uint8)
+        for y in range(0, size[1], UNREADABLE_PX):
+            for x in range(0, size[0], UNREADABLE_PX):
+                w, h = min(UNREADABLE_PX, size[0] - x), min(UNREADABLE_PX, size[1] - y)
+                at = (x0 + int(round(x * down)), y0 + int(round(y * down)))
+                try:
+                    out[y:y + h, x:x + w] = rgba_to_rgb(np.asarray(self.slide.read_region(at, level, (w, h))))
+                except openslide.OpenSlideError:
+                    self._fresh()
+                    self.unreadable.append((*at, int(round(w * down)), int(round(h * down))))
+        return out
+
+
+def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str, path,
+                unreadable: list | None = None) -> np.ndarray:
     """The whole slide as RGB uint8 at `size` (w, h) pixels, transparent (unscanned) areas white.
 
     Reads the coarsest level at least as fine as `size`, band by band, and downsamples each band on
     the fly, so memory is bounded by the output and one band whatever the slide (a single-level
     slide is never read whole). Where OpenSlide sees one level but the file keeps a pyramid that it
-    does not (OME-TIFF SubIFDs), the pyramid level is read with tifffile instead.
+    does not (OME-TIFF SubIFDs), the pyramid level is read with tifffile instead. What OpenSlide
+    cannot decode (corrupt stored tiles) is read around, left white and appended to `unreadable` as
+    level-0 (x, y, w, h); a slide more than half unreadable is an error (a truncated file, say).
     """
     import cv2
 
@@ -210,19 +248,25 @@ def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str
     band_h, chunk_w = f * max(1, BLOCK_PX[1] // f), f * max(1, BLOCK_PX[0] // f)
     mid_w, mid_h = -(-lw // f), -(-lh // f)
     mid = np.empty((mid_h, mid_w, 3), np.uint8)
+    reader = _Reader(slide, slide_id, path)
     for y in range(0, lh, band_h):
         rows = min(band_h, lh - y)
         for x in range(0, lw, chunk_w):
             cols = min(chunk_w, lw - x)
-            try:
-                rgba = np.asarray(slide.read_region((int(round(x * down)), int(round(y * down))), level, (cols, rows)))
-            except openslide.OpenSlideError as exc:
-                raise read_error(slide_id, path, exc, f"level {level}, x {x}, y {y}") from None
-            block = rgba_to_rgb(rgba)
+            block = reader.read(int(round(x * down)), int(round(y * down)), level, (cols, rows))
             my, mx = y // f, x // f
             size = (-(-cols // f), -(-rows // f))
             mid[my:my + size[1], mx:mx + size[0]] = block if f == 1 else cv2.resize(
                 block, size, interpolation=cv2.INTER_AREA)
+    if reader.unreadable:
+        lost = sum(w * h for _, _, w, h in reader.unreadable) / (w0 * h0)
+        if lost > 0.5:
+            raise read_error(slide_id, path, f"{lost:.0%} of it cannot be decoded",
+                             f"level {level}, from x {reader.unreadable[0][0]}, y {reader.unreadable[0][1]}")
+        if reader.slide is not slide:
+            reader.slide.close()
+        if unreadable is not None:
+            unreadable += reader.unreadable
     if mid.shape[:2] == (out_h, out_w):
         return mid
     return cv2.resize(mid, (out_w, out_h), interpolation=cv2.INTER_AREA)

@@ -72,6 +72,26 @@ def test_chunked_run_equals_the_run_of_a_job_per_slide(tiny_run, tmp_path):
     again = snakemake(tmp_path, "-n", configfile=cfg)
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    # back to a job per slide: no slide is redone; but an edit of a setting the slides' outputs depend
+    # on redoes every slide, though Snakemake has no record of the settings the chunks used (it planned
+    # nothing before: the stale outputs were taken as current)
+    per_slide = dict(TINY_DEMO, slides_per_job=1)  # the folder's config.yaml says 3
+    jobs = job_counts(snakemake(tmp_path, "-n", configfile=write_config(tmp_path / "per_slide.yaml", per_slide)).stdout)
+    assert not {"segment", "tile", "extract", "segment_chunk"} & set(jobs) and jobs, jobs
+    edited = write_config(tmp_path / "edited.yaml", dict(per_slide, segment={"min_tissue_area_mm2": 0.05}))
+    proc = snakemake(tmp_path, "-n", configfile=edited)
+    jobs = job_counts(proc.stdout)
+    assert jobs.get("segment") == jobs.get("tile") == jobs.get("extract") == 8, jobs
+    assert "results/.provenance/segment/DEMO-000-S1" in proc.stdout  # the reason: its provenance marker
+    edited = write_config(tmp_path / "edited.yaml", dict(per_slide, extract={"channels_last": False}))
+    jobs = job_counts(snakemake(tmp_path, "-n", configfile=edited).stdout)
+    assert jobs.get("extract") == 8 and not {"segment", "tile"} & set(jobs), jobs
+    # and the other way: outputs of jobs per slide (the tiny run), an edit with chunks redoes them
+    edited = write_config(tmp_path / "chunked_edit.yaml",
+                          dict(TINY_DEMO, slides_per_job=3, segment={"min_tissue_area_mm2": 0.05}))
+    jobs = job_counts(snakemake(tiny_run, "-n", configfile=edited).stdout)
+    assert jobs.get("segment_chunk") == jobs.get("tile_chunk") == jobs.get("extract_chunk") == 4, jobs
+
 
 def _slide_cohort(tmp_path, per_job):
     """Four slides, one of them not a slide file, in chunks of `per_job`; slide work only."""

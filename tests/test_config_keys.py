@@ -257,6 +257,27 @@ def test_features_key(tmp_path):
     assert "--slide-sheet" not in _commands(plan, "splits")[0]
 
 
+@covers("extract.max_corrupt_fraction")
+def test_corrupt_fraction_key(tmp_path):
+    """extract.max_corrupt_fraction: a slide with corrupt stored tiles under a third of its patches
+    keeps the rest at 0.5, and fails at the default (0.2)."""
+    from conftest import CMU_SLIDE
+    from test_extract import scramble_tiles
+
+    d = tmp_path
+    segment.run(str(CMU_SLIDE), "c", cfg("segment"), geojson=d / "s.geojson", qc_png=d / "s.jpg", stats_json=d / "s.json")
+    tile.run(str(CMU_SLIDE), "c", cfg("tile"), contours=d / "s.geojson", coords_h5=d / "c.h5", qc_png=d / "t.jpg")
+    bad = scramble_tiles(CMU_SLIDE, d / "bad.svs", [33, 34, 43, 44, 52, 53])
+
+    def run(**ch):
+        return extract.run(str(bad), "c", cfg("extract", weights="random", precision="fp32", **ch), coords_h5=d / "c.h5",
+                           features_h5=d / "f.h5", device="cpu", wants_gpu=False)
+
+    with pytest.raises(GhanetError, match="more than extract.max_corrupt_fraction 0.2"):
+        run()
+    assert 0 < run(max_corrupt_fraction=0.5)["dropped_patches"] < formats.read_coords(d / "c.h5")[0].shape[0]
+
+
 @covers("cohort.patches")
 def test_patches_key(demo_cohort, tmp_path):
     """cohort.patches: CLAM's patch files give the heatmaps the tiles' size that CLAM's feature files

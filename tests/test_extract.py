@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -159,7 +160,7 @@ def test_a_card_that_resizes_then_crops_is_followed(tiled):
     net = extract.Net(model, spec, torch.device("cpu"), None, torch.contiguous_format)
     got, _ = extract.extract_tiles(net, slide, sid, coords[:6], attrs, extract.Reading(3, 0))
     reader = extract.TileReader(slide, coords[:6], int(attrs["patch_level"]), formats.tile_sizes(attrs)[0], 256, 6)
-    tiles, _ = reader.read_batch(0)
+    tiles, _, _ = reader.read_batch(0)
     reader.close()
     crop = tiles[:, 16:240, 16:240].permute(0, 3, 1, 2).float()
     mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
@@ -185,27 +186,106 @@ def test_read_features_accepts_clam_trident_and_mcat_layouts(tmp_path):
 # ---------------------------------------------------------------- bad input
 
 
-@bad_input("corrupt tile inside a slide")
-def test_corrupt_jpeg_tile_fails_naming_slide_and_tile(tiled, tmp_path):
-    slide, sid, coords_h5 = tiled
-    coords, attrs = formats.read_coords(coords_h5)
-    bad = tmp_path / "corrupt.tiff"
-    bad.write_bytes(open(slide, "rb").read())
-    x, y = coords[len(coords) // 2]
-    with tifffile.TiffFile(bad) as tif:
+def scramble_tiles(src, dst, indices, seed=0):
+    """A copy of a slide with the middle third of some stored tiles' JPEG data overwritten, as a
+    broken transfer leaves them: a lenient decoder gives garbage pixels without a word."""
+    dst.write_bytes(open(src, "rb").read())
+    with tifffile.TiffFile(dst) as tif:
         page = tif.pages[0]
-        per_row = -(-page.imagewidth // page.tilewidth)
-        i = (y // page.tilelength) * per_row + x // page.tilewidth
-        offset, count = page.dataoffsets[i], page.databytecounts[i]
-    with open(bad, "r+b") as fh:  # overwrite that tile's JPEG stream
-        fh.seek(offset)
-        fh.write(b"\x00" * count)
-    proc = ghanet_in_process("extract", "--slide", bad, "--slide-id", sid, "--coords", coords_h5,
-                      "--features", tmp_path / "f.h5", "--batch-size", 8)
-    line = error_line(proc)
-    assert f"({x}, {y})" in line
-    names_item_and_fix(line, f"slide {sid}", "corrupt or truncated, copy it again from its source")
-    assert list(tmp_path.glob("*f.h5*")) == []
+        spans = [(page.dataoffsets[i], page.databytecounts[i]) for i in indices]
+    rng = np.random.default_rng(seed)
+    with open(dst, "r+b") as fh:
+        for offset, count in spans:
+            fh.seek(offset + count // 3)
+            fh.write(bytes(count // 3) if seed % 2 == 0 else rng.integers(0, 256, count // 3, np.uint8).tobytes())
+    return dst
+
+
+@pytest.fixture(scope="module")
+def cmu_tiled(tmp_path_factory):
+    """The real Aperio slide segmented and tiled (256 px at level 0, over its 240 px stored tiles)."""
+    from conftest import CMU_SLIDE
+    from ghanet_pipeline import segment, tile
+
+    d = tmp_path_factory.mktemp("cmu_tiled")
+    cfg = validate_config({})
+    segment.run(str(CMU_SLIDE), "cmu", cfg["segment"], geojson=d / "s.geojson", qc_png=d / "s.jpg", stats_json=d / "s.json")
+    tile.run(str(CMU_SLIDE), "cmu", cfg["tile"], contours=d / "s.geojson", coords_h5=d / "c.h5", qc_png=d / "t.jpg")
+    return CMU_SLIDE, d / "c.h5"
+
+
+@bad_input("corrupt tile inside a slide")
+def test_corrupt_stored_tiles_are_left_out_counted_and_located(cmu_tiled, tmp_path):
+    """Three scrambled stored tiles of the real Aperio slide: the patches over them are left out
+    and counted, every other patch has exactly the intact slide's features, and the feature file,
+    the job's warning line and its log say how many tiles, where, and how many patches; past
+    extract.max_corrupt_fraction the slide fails with that message instead."""
+    slide, coords_h5 = cmu_tiled
+    coords, _ = formats.read_coords(coords_h5)
+    with tifffile.TiffFile(slide) as tif:
+        tw = tif.pages[0].tilewidth
+        across = -(-tif.pages[0].imagewidth // tw)
+    under = sorted({(int(y) // tw) * across + int(x) // tw for x, y in coords[len(coords) // 3:: max(1, len(coords) // 4)]})[:3]
+    bad = scramble_tiles(slide, tmp_path / "bad.svs", under)
+    params = '{"precision": "fp32", "weights": "random", "max_corrupt_fraction": 0.5}'
+    args = ("--coords", coords_h5, "--params", params, "--batch-size", 8, "--gpus", 0)
+    ok = ghanet_in_process("extract", "--slide", slide, "--slide-id", "cmu", "--features", tmp_path / "ok.h5", *args)
+    proc = ghanet_in_process("extract", "--slide", bad, "--slide-id", "cmu", "--features", tmp_path / "bad.h5", *args)
+    assert ok.returncode == 0 and proc.returncode == 0, proc.stderr
+    intact, all_coords, _ = features.read_features(tmp_path / "ok.h5")
+    got, kept, attrs = features.read_features(tmp_path / "bad.h5")
+    hit = [i for i, (x, y) in enumerate(all_coords) if any(
+        x < (t % across + 1) * tw and x + 256 > (t % across) * tw and y < (t // across + 1) * tw and y + 256 > (t // across) * tw
+        for t in under)]
+    assert attrs["corrupt_tiles"] == 3 and attrs["dropped_patches"] == len(hit) > 0
+    assert attrs["patches_planned"] == len(all_coords) and len(got) == len(all_coords) - len(hit)
+    keep = [i for i in range(len(all_coords)) if i not in hit]
+    assert np.array_equal(kept, all_coords[keep]) and np.array_equal(got, intact[keep])  # bit for bit
+    boxes = json.loads(attrs["corrupt_at"])
+    assert sorted((b[0] // tw) + (b[1] // tw) * across for b in boxes) == under
+    line = [l for l in proc.stderr.splitlines() if ": warning: " in l]
+    assert line == [f"ghanet extract: warning: slide cmu: {line[0].split('slide cmu: ')[1]}"]
+    assert "3 corrupt stored tile(s)" in line[0] and f"{len(hit)} of {len(all_coords)} patches" in line[0]
+    assert "Corrupt JPEG data" in line[0]
+    # past the share the slide fails, saying the same and the fix
+    strict = '{"precision": "fp32", "weights": "random", "max_corrupt_fraction": 0.01}'
+    line = error_line(ghanet_in_process("extract", "--slide", bad, "--slide-id", "cmu", "--coords", coords_h5,
+                                        "--params", strict, "--features", tmp_path / "strict.h5"))
+    names_item_and_fix(line, "slide cmu: 3 corrupt stored tile(s)", "copy it again from its source")
+    assert "more than extract.max_corrupt_fraction 0.01" in line and not (tmp_path / "strict.h5").exists()
+
+
+def test_segmentation_and_tiling_read_around_corrupt_tiles(cmu_tiled, tmp_path):
+    """OpenSlide fails a whole read over one corrupt stored tile and its handle is useless after: the
+    segmentation reads around such tiles with a fresh handle, segments them as glass, says where,
+    and the slide's tiles are the intact slide's but those over the damage; the run's failure summary
+    lists the slide as damaged, with the stage and the reason."""
+    from conftest import CMU_SLIDE
+    from ghanet_pipeline.failures import failure_summary
+
+    coords, _ = formats.read_coords(cmu_tiled[1])
+    bad = scramble_tiles(CMU_SLIDE, tmp_path / "bad.svs", [33, 34, 52], seed=1)  # under tissue; random bytes
+    logs = tmp_path / "results/logs"
+    for stage in ("segment", "tile"):
+        (logs / stage).mkdir(parents=True)
+    seg = ghanet_in_process("segment", "--slide", bad, "--slide-id", "bad", "--geojson", tmp_path / "b.geojson",
+                            "--qc", tmp_path / "b.jpg", "--stats", tmp_path / "b.json")
+    (logs / "segment/bad.log").write_text(seg.stderr)
+    assert seg.returncode == 0, seg.stderr
+    stats = json.loads((tmp_path / "b.json").read_text())
+    assert stats["unreadable_regions"] >= 3 and all(len(box) == 4 for box in stats["unreadable_at"])
+    assert "slide bad: " in seg.stderr and "OpenSlide cannot decode, segmented as glass: level-0 x " in seg.stderr
+    assert (tmp_path / "b.jpg").stat().st_size > 0
+    tiled = ghanet_in_process("tile", "--slide", bad, "--slide-id", "bad", "--contours", tmp_path / "b.geojson",
+                              "--segment-stats", tmp_path / "b.json", "--coords", tmp_path / "b.h5", "--qc", tmp_path / "t.jpg")
+    assert tiled.returncode == 0, tiled.stderr
+    got, _ = formats.read_coords(tmp_path / "b.h5")
+    near = {tuple(c) for c in coords if any(x - 256 < c[0] < x + w and y - 256 < c[1] < y + h
+                                            for x, y, w, h in stats["unreadable_at"])}
+    assert {tuple(c) for c in got} - near <= {tuple(c) for c in coords}  # nothing new away from the damage
+    assert len({tuple(c) for c in coords} - near - {tuple(c) for c in got}) <= 2  # nor much lost
+    (row,) = [r for r in failure_summary(tmp_path / "results") if r["item"] == "bad"]
+    assert row["stage"] == "segment" and row["status"] == "damaged" and "cannot decode" in row["reason"]
 
 
 @bad_input("coords file of another slide")

@@ -79,6 +79,7 @@ TABLE = {
     "tile.on_empty": ("record", NOTHING),  # decides only whether an empty slide stops the run
     "extract.encoder": ("timm:resnet18", FROM_EXTRACT),  # into its own folder
     "extract.weights": ("random", FROM_EXTRACT),
+    "extract.max_corrupt_fraction": (0.5, NOTHING),  # decides only whether a damaged slide stops the run
     "extract.precision": ("fp32", FROM_EXTRACT),
     "extract.channels_last": (False, FROM_EXTRACT),
     "extract.write_pt": (True, {"export_pt": 8}),  # converted from the HDF5: adds jobs only

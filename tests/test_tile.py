@@ -105,7 +105,7 @@ def test_clam_and_trident_read_our_tiles(demo_cohort, tmp_path, mpp, target):
     some = coords[:: max(1, len(coords) // 5)][:5]
     reader = extract.TileReader(sheet.path[0], some, int(attrs["patch_level"]), int(attrs["read_size"]),
                                 int(attrs["read_size"]), len(some))
-    ours_px, err = reader.read_batch(0)
+    ours_px, err, _ = reader.read_batch(0)
     reader.close()
     assert err is None and reader.name.startswith("stored-tiles")
     for (x, y), got in zip(some, ours_px.numpy()):

@@ -1,7 +1,9 @@
 # Helpers shared by the stage files: the slide list, per-slide inputs, and params from config sections.
 # This runs in the user's Snakemake environment: standard library, Snakemake's own dependencies and
 # the package's light modules only (demo_plan, sheet, config, failures), never numpy or pandas.
+import hashlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -12,6 +14,7 @@ from ghanet_pipeline.demo_plan import plan_new as demo_plan_new
 from ghanet_pipeline.failures import failure_summary, job_warnings, read_failures
 from ghanet_pipeline.layouts import find_feature_file
 from ghanet_pipeline.sheet import read_slides, slides_from_clinical, table_header
+from ghanet_pipeline.stamps import stamp_path
 
 RESULTS = config["results_dir"]
 DEMO_DIR = f"{RESULTS}/demo"
@@ -135,7 +138,8 @@ def slide_input(wildcards):
 # key reruns exactly the rules listed for it here (and what consumes their outputs), and the rerun
 # reason names the key. Keys missing on purpose: train.models, extract.write_pt, evaluate.heatmaps
 # and predict.heatmaps add or drop jobs; cohort.on_problem, cohort.on_slide_error,
-# cohort.max_lost_fraction and tile.on_empty only decide whether a bad item stops the run, which no
+# cohort.max_lost_fraction, tile.on_empty and extract.max_corrupt_fraction only decide whether a bad
+# item stops the run, which no
 # existing result depends on (a job that failed runs again anyway);
 # runtime knobs (threads, batch size, readers, device) are resources.
 DEPENDS = {
@@ -290,13 +294,23 @@ def slides_done(stage, slide_ids, per_slide):
     return sorted({f"{CHUNK_TABLES[stage]}/{CHUNK_OF[sid]}.tsv" for sid in slide_ids})
 
 
-def chunk_slides(with_mpp=False):
+def settings_digest(stage, sid):
+    """What a slide's outputs of `stage` depend on: the stage's keys (DEPENDS), its file and, for
+    segment, its resolution. A chunk job writes it into each slide's stamp, since Snakemake keeps no
+    record of the settings behind outputs a chunk made; a later job per slide compares it."""
+    what = {"keys": [_key_param(k) for k in _keys(DEPENDS.get(stage, []))], "path": SLIDES[sid]["path"]}
+    if stage == "segment":
+        what["mpp"] = list(_mpp_of(sid))
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def chunk_slides(stage, with_mpp=False):
     """A chunk's slides as the JSON list `--slides` takes, recorded as the chunk's param: a slide
     added, removed, moved or given another resolution reruns its chunk (and within it, that slide)."""
     def slides(wildcards):
         rows = []
         for sid in CHUNKS[wildcards.chunk]:
-            row = {"slide_id": sid, "path": SLIDES[sid]["path"]}
+            row = {"slide_id": sid, "path": SLIDES[sid]["path"], "settings": settings_digest(stage, sid)}
             if with_mpp:
                 mpp, default = _mpp_of(sid)
                 row.update({k: v for k, v in (("mpp", mpp), ("default_mpp", default)) if v is not None})
@@ -309,6 +323,52 @@ def chunk_slides(with_mpp=False):
                              "or less")
         return text
     return slides
+
+
+# a slide's first output of each stage, beside which its stamp lies
+FIRST_OUTPUT = {"segment": f"{RESULTS}/segment/{{slide}}.geojson", "tile": f"{RESULTS}/tile/{{slide}}.h5",
+                "extract": f"{FEATURES_DIR}/{{slide}}.h5"}
+
+
+def _chunk_made(stage, sid):
+    """The stamp of a slide's outputs of `stage` when a chunk job made them (or made them first), else None."""
+    try:
+        made = json.loads(stamp_path(FIRST_OUTPUT[stage].format(slide=sid)).read_text())
+    except (OSError, ValueError):
+        return None
+    return made if str(made.get("made_by", "")).startswith("chunk") else None
+
+
+def chunk_provenance(stage):
+    """An input of the per-slide rules. Snakemake keeps no record of the settings behind outputs a chunk
+    job made (the chunk's only output is its table), so an edit after switching back to a job per
+    slide would plan nothing. For such a slide, a marker file is an input: touched, so newer than
+    the outputs, when the settings its stamp records differ from now (the job reruns), else ancient
+    (never a reason). Slides a chunk never made have none: Snakemake's own records do it for them."""
+    def marker(wildcards):
+        made = None if CHUNKED else _chunk_made(stage, wildcards.slide)
+        if made is None:
+            return []
+        path = Path(RESULTS) / ".provenance" / stage / wildcards.slide
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if made.get("settings") != settings_digest(stage, wildcards.slide):
+            path.touch()
+            return [str(path)]
+        if not path.exists():
+            path.touch()
+            os.utime(path, (0, 0))
+        return [ancient(str(path))]
+    return marker
+
+
+def stamp_extra(stage):
+    """--stamp-extra of a job per slide: where a chunk made the slide's outputs first, the stamp keeps
+    saying so (the marker above stays an input, as Snakemake recorded it) with the settings of now."""
+    def extra(wildcards, input):
+        chunk = not CHUNKED and _chunk_made(stage, wildcards.slide) is not None
+        what = {"made_by": "chunk+slide", "settings": settings_digest(stage, wildcards.slide)} if chunk else {}
+        return json.dumps(what)
+    return extra
 
 
 def chunk_slide_files(wildcards):

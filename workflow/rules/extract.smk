@@ -6,6 +6,7 @@ rule extract:
     input:
         slide=slide_input,
         coords=f"{RESULTS}/tile/{{slide}}.h5",
+        provenance=chunk_provenance("extract"),
     output:
         features=f"{FEATURES_DIR}/{{slide}}.h5",
     params:
@@ -13,6 +14,7 @@ rule extract:
         slide=slide_path,
         on_error=on_error,
         section=section_json("extract"),
+        stamp=stamp_extra("extract"),
     conda:
         "../../envs/deep-learning.yaml"
     log:
@@ -30,7 +32,7 @@ rule extract:
         "python -m ghanet_pipeline extract --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.on_error}"
         " --coords {input.coords:q} --params {params.section:q} --features {output.features:q}"
         " --device {resources.device} --gpus {resources.gpu} --batch-size {resources.batch_size} --workers {resources.loader_workers} --threads {threads}"
-        " --slide-reader {resources.slide_reader}"
+        " --slide-reader {resources.slide_reader} --stamp-extra {params.stamp:q}"
         " 2> {log:q}"
 
 
@@ -43,7 +45,7 @@ rule extract_chunk:
         f"{CHUNK_TABLES['extract']}/{{chunk}}.tsv",
     params:
         **depends_on("extract"),
-        slides=chunk_slides(),
+        slides=chunk_slides("extract"),
         on_error=on_error,
         section=section_json("extract"),
         paths=slide_patterns(coords=f"{RESULTS}/tile/{{slide}}.h5", features=f"{FEATURES_DIR}/{{slide}}.h5",
@@ -92,7 +94,7 @@ rule export_pt_chunk:
     output:
         f"{CHUNK_TABLES['export_pt']}/{{chunk}}.tsv",
     params:
-        slides=chunk_slides(),
+        slides=chunk_slides("export_pt"),
         paths=slide_patterns(features=f"{FEATURES_DIR}/{{slide}}.h5", out=f"{FEATURES_DIR}/pt_files/{{slide}}.pt",
                              slide_log=f"{RESULTS}/logs/export_pt/{{slide}}.log"),
     conda:

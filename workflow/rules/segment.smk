@@ -4,6 +4,7 @@
 rule segment:
     input:
         slide=slide_input,
+        provenance=chunk_provenance("segment"),
     output:
         geojson=f"{RESULTS}/segment/{{slide}}.geojson",
         qc=f"{RESULTS}/segment/{{slide}}.qc.jpg",  # in the report as the slide_report contact sheets
@@ -15,6 +16,7 @@ rule segment:
         mpp=mpp_args,
         mpp_range=mpp_range_args,
         section=section_json("segment"),
+        stamp=stamp_extra("segment"),
     conda:
         "../../envs/slides.yaml"
     log:
@@ -25,7 +27,7 @@ rule segment:
     shell:
         "python -m ghanet_pipeline segment --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.on_error} {params.mpp} {params.mpp_range}"
         " --params {params.section:q} --geojson {output.geojson:q} --qc {output.qc:q}"
-        " --stats {output.stats:q} 2> {log:q}"
+        " --stats {output.stats:q} --stamp-extra {params.stamp:q} 2> {log:q}"
 
 
 # slides_per_job > 1: the same command over a chunk of slides, each with its own outputs and log
@@ -37,7 +39,7 @@ rule segment_chunk:
         f"{CHUNK_TABLES['segment']}/{{chunk}}.tsv",
     params:
         **depends_on("segment"),
-        slides=chunk_slides(with_mpp=True),
+        slides=chunk_slides("segment", with_mpp=True),
         on_error=on_error,
         mpp_range=mpp_range_args,
         section=section_json("segment"),

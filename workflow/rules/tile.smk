@@ -6,6 +6,7 @@ rule tile:
         slide=slide_input,
         contours=f"{RESULTS}/segment/{{slide}}.geojson",
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
+        provenance=chunk_provenance("tile"),
     output:
         coords=f"{RESULTS}/tile/{{slide}}.h5",
         qc=f"{RESULTS}/tile/{{slide}}.qc.jpg",  # in the report as the slide_report contact sheets
@@ -14,6 +15,7 @@ rule tile:
         slide=slide_path,
         on_error=on_error,
         section=tile_section,
+        stamp=stamp_extra("tile"),
     conda:
         "../../envs/slides.yaml"
     log:
@@ -24,7 +26,7 @@ rule tile:
     shell:
         "python -m ghanet_pipeline tile --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.on_error}"
         " --contours {input.contours:q} --segment-stats {input.stats:q} --params {params.section:q} --coords {output.coords:q}"
-        " --qc {output.qc:q} 2> {log:q}"
+        " --qc {output.qc:q} --stamp-extra {params.stamp:q} 2> {log:q}"
 
 
 # slides_per_job > 1: a chunk of slides per job (see segment_chunk).
@@ -36,7 +38,7 @@ rule tile_chunk:
         f"{CHUNK_TABLES['tile']}/{{chunk}}.tsv",
     params:
         **depends_on("tile"),
-        slides=chunk_slides(),
+        slides=chunk_slides("tile"),
         on_error=on_error,
         section=tile_section,
         paths=slide_patterns(contours=f"{RESULTS}/segment/{{slide}}.geojson",
