@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, stamps
-from .config import load_config, validate_config
+from .config import encoder_tile, load_config, validate_config
 from .errors import GhanetError
 from .io import atomic_path
 from .sheet import read_slides
@@ -441,7 +441,9 @@ def cmd_encoders(args) -> None:
         where = encoders.locate(spec, weights)
         found = f"found: {where.path}" if where.path else f"not found (looked in {where.looked}; {where.fetch or 'see README'})"
         print(f"{spec.name:20s} {spec.dim:5d}  {spec.pooling:8s}  {spec.params:>6s}  {found}")
-        print(f"{'':20s} {'':5s}  access: {spec.gate}")
+        px, mpp = encoder_tile(spec.name)
+        print(f"{'':20s} {'':5s}  access: {spec.gate}; tiles: {px} px at {mpp:g} um/px"
+              + (f", resized to {spec.resize or spec.input_size}" if (spec.resize or spec.input_size) != px else ""))
     print(f"{'timm:<name>':20s} any timm model; weights from the local cache or extract.weights")
     print(f"{'timm:hf-hub:<repo>':20s} a timm model on the hub, built from its cached config.json")
 

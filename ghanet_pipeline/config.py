@@ -100,8 +100,30 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message} (see the description of '{where}' in workflow/schemas/)"
 
 
+# The tile each encoder was trained on or published for, (pixels, microns per pixel). By default the
+# tiling follows the configured encoder (tile.patch_size and tile.target_mpp null), so the pixels
+# reach it at the scale it knows; encoders.py reads this table too. Where a resize stays, it is on purpose:
+ENCODER_TILES = {
+    "resnet50_trunc": (256, 0.5),  # CLAM's 256 px at 20x resized to 224: the features of the G-HANet paper
+    "efficientnet_lite0": (256, 0.5),  # an ImageNet model, no pathology scale of its own: CLAM's tiling
+    "uni": (256, 0.5),  # its card resizes the 20x tile to 224 (as CLAM and TRIDENT feed it)
+    "uni2-h": (256, 0.5),  # as UNI
+    "virchow": (224, 0.5), "virchow2": (224, 0.5),  # 224 px at 20x, as trained
+    "h-optimus-0": (224, 0.5), "h-optimus-1": (224, 0.5), "h0-mini": (224, 0.5),
+    "prov-gigapath": (256, 0.5),  # its card resizes to 256 and crops the centre 224: 224 px at 0.5 um/px
+    "phikon-v2": (224, 0.5),
+}
+DEFAULT_TILE = (256, 0.5)  # timm:<name> and timm:hf-hub:<repo> encoders: CLAM's tiling
+
+
+def encoder_tile(encoder: str) -> tuple[int, float]:
+    """(pixels, microns per pixel) of the tile `encoder` takes at its own scale."""
+    return ENCODER_TILES.get(encoder, DEFAULT_TILE)
+
+
 def validate_config(config: dict | None, what: str = "config") -> dict:
-    """Return a validated copy of `config` with every default filled in."""
+    """Return a validated copy of `config` with every default filled in (the tile size and
+    resolution, when not given, the configured encoder's)."""
     schema = load_schema("config")
     filled = copy.deepcopy(config or {})
     if not isinstance(filled, dict):
@@ -114,6 +136,10 @@ def validate_config(config: dict | None, what: str = "config") -> dict:
         raise ConfigError(_one_line(errors[0], what))
     if errors:
         raise ConfigError(f"{what}: {len(errors)} problems:\n" + "\n".join(f"  - {_message(e)}" for e in errors))
+    px, mpp = encoder_tile(filled["extract"]["encoder"])
+    tile = filled["tile"]
+    tile["patch_size"] = px if tile["patch_size"] is None else tile["patch_size"]
+    tile["target_mpp"] = mpp if tile["target_mpp"] is None else tile["target_mpp"]
     return filled
 
 

@@ -36,7 +36,7 @@ def test_unknown_key_is_named():
 
 @bad_input("wrong config type")
 def test_wrong_type_is_named():
-    with pytest.raises(ConfigError, match=r"tile\.patch_size: 'big' is not of type 'integer' \(see the description"):
+    with pytest.raises(ConfigError, match=r"tile\.patch_size: 'big' is not of type 'integer', 'null' \(see the description"):
         validate_config({"tile": {"patch_size": "big"}})
     with pytest.raises(ConfigError, match=r"tile\.on_empty"):
         validate_config({"tile": {"on_empty": "ignore"}})

@@ -78,6 +78,26 @@ def test_each_entry_takes_its_published_checkpoints_tensors(name):
     assert not [k for k in manifest["absent"] if k in have], f"{name} has tensors its checkpoint lacks"
 
 
+def test_tiling_follows_the_encoder_at_its_own_scale():
+    """Every entry declares the tile it was trained on; left to the encoder (tile.patch_size and
+    tile.target_mpp null), the tiles are that, so the pixels reach it without a resize that changes
+    their scale, except where the resize is the point (CLAM's 256 -> 224 for resnet50_trunc, the
+    cards' resize for UNI, the 256 -> centre 224 of Prov-GigaPath). A size given is kept."""
+    from ghanet_pipeline.config import ENCODER_TILES
+
+    assert set(ENCODER_TILES) == set(encoders.REGISTRY)
+    for name, spec in encoders.REGISTRY.items():
+        tile = validate_config({"extract": {"encoder": name}})["tile"]
+        assert (tile["patch_size"], tile["target_mpp"]) == ENCODER_TILES[name]
+        seen = spec.resize or spec.input_size
+        if name in ("virchow", "virchow2", "h-optimus-0", "h-optimus-1", "h0-mini", "phikon-v2"):
+            assert tile["patch_size"] == seen == 224, name  # 224 px at 20x, as trained: no resize
+        if name == "prov-gigapath":
+            assert tile["patch_size"] == seen == 256 and spec.input_size == 224  # its card's centre crop
+    assert validate_config({"extract": {"encoder": "virchow2"}, "tile": {"patch_size": 256}})["tile"]["patch_size"] == 256
+    assert validate_config({"extract": {"encoder": "timm:resnet18"}})["tile"]["patch_size"] == 256
+
+
 def test_pooling_of_known_tokens():
     # 2 images, 1 CLS + 4 registers + 3 patch tokens of width 2
     tokens = torch.arange(2 * 8 * 2, dtype=torch.float32).reshape(2, 8, 2)

@@ -77,7 +77,9 @@ TABLE = {
     "tile.min_coverage": (0.6, FROM_TILE),
     "tile.max_ink_fraction": (0.2, FROM_TILE),
     "tile.on_empty": ("record", NOTHING),  # decides only whether an empty slide stops the run
-    "extract.encoder": ("timm:resnet18", FROM_EXTRACT),  # into its own folder
+    "extract.encoder": ("timm:resnet18", FROM_EXTRACT),  # into its own folder, on the same 256 px tiles
+    # a foundation model trained on 224 px at 20x: the tiles follow it (tile.patch_size left to the encoder)
+    "extract.encoder, tile.patch_size": (("virchow2", None), FROM_TILE),
     "extract.weights": ("random", FROM_EXTRACT),
     "extract.max_corrupt_fraction": (0.5, NOTHING),  # decides only whether a damaged slide stops the run
     "extract.precision": ("fp32", FROM_EXTRACT),
