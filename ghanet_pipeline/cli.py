@@ -419,10 +419,11 @@ def cmd_slide_report(args) -> None:
         ids = list(dict.fromkeys(sid for sheet in args.sheets for sid in read_slides(sheet)))
         args.stats = [args.stats_pattern.format(slide=sid) for sid in ids]
         args.coords = [args.coords_pattern.format(slide=sid) for sid in ids]
+    features = [args.features_pattern.format(slide=sid) for sid in ids] if args.features_pattern else None
     if len(args.stats) != len(args.coords):
         raise GhanetError("slide-report needs one --coords file per --stats file, in the same order")
     table = report.run(args.stats, args.coords, args.out, sheets=args.sheets, qc_images=args.qc_images,
-                       gallery_dir=args.gallery_dir)
+                       gallery_dir=args.gallery_dir, features_paths=features)
     empty = table[table.status != "ok"]
     log.info("slide report: %d slides, %d without tiles%s", len(table), len(empty),
              f" ({', '.join(empty.slide_id)})" if len(empty) else "")
@@ -723,6 +724,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-pattern", default=None,
                    help="instead of --stats/--coords: the stats path with {slide}, for every slide of --sheets")
     p.add_argument("--coords-pattern", default=None, help="with --stats-pattern: the coords path with {slide}")
+    p.add_argument("--features-pattern", default=None,
+                   help="with --stats-pattern: the features path with {slide} (patches extraction left out)")
     p.add_argument("--sheets", nargs="*", default=[],
                    help="slide sheets whose case_id and extra columns (scanner, site, ...) the table carries")
     p.add_argument("--out", required=True)

@@ -17,9 +17,22 @@ from . import formats
 from .io import atomic_path
 
 
-def slide_table(stats_paths: list, coords_paths: list) -> pd.DataFrame:
+def _damage(features_path) -> dict:
+    """What extraction left out of a slide: patches over corrupt stored tiles, their count and where."""
+    import h5py
+
+    try:
+        with h5py.File(features_path, "r") as f:
+            a = {k: formats.plain_attr(f.attrs[k]) for k in ("dropped_patches", "corrupt_tiles", "corrupt_at") if k in f.attrs}
+    except OSError:
+        return {}
+    return {"dropped_patches": a.get("dropped_patches", 0), "corrupt_tiles": a.get("corrupt_tiles", 0),
+            "corrupt_at": a.get("corrupt_at", "[]")}
+
+
+def slide_table(stats_paths: list, coords_paths: list, features_paths: list | None = None) -> pd.DataFrame:
     rows = []
-    for stats_path, coords_path in zip(stats_paths, coords_paths):
+    for i, (stats_path, coords_path) in enumerate(zip(stats_paths, coords_paths)):
         stats = json.loads(Path(stats_path).read_text())
         coords, attrs = formats.read_coords(coords_path)
         n = len(coords)
@@ -42,6 +55,7 @@ def slide_table(stats_paths: list, coords_paths: list) -> pd.DataFrame:
             "unreadable_at": json.dumps(stats.get("unreadable_at", [])[:10]),
             "reason": "" if n else ("no tissue found" if stats["n_pieces"] == 0 else
                                     "no tile reaches tile.min_coverage"),
+            **(_damage(features_paths[i]) if features_paths else {}),
         })
     return pd.DataFrame(rows)
 
@@ -68,8 +82,8 @@ def qc_gallery(table: pd.DataFrame, qc_images: list[str], out_dir) -> list:
 
 
 def run(stats_paths: list, coords_paths: list, out_csv, sheets: list = (), qc_images: list = (),
-        gallery_dir=None) -> pd.DataFrame:
-    table = slide_table(stats_paths, coords_paths)
+        gallery_dir=None, features_paths: list | None = None) -> pd.DataFrame:
+    table = slide_table(stats_paths, coords_paths, features_paths)
     if sheets:
         table = with_sheet_columns(table, sheets)
     with atomic_path(out_csv) as tmp:

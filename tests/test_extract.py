@@ -243,6 +243,10 @@ def test_corrupt_stored_tiles_are_left_out_counted_and_located(cmu_tiled, tmp_pa
     assert np.array_equal(kept, all_coords[keep]) and np.array_equal(got, intact[keep])  # bit for bit
     boxes = json.loads(attrs["corrupt_at"])
     assert sorted((b[0] // tw) + (b[1] // tw) * across for b in boxes) == under
+    from ghanet_pipeline import report  # results/report/slides.csv has the same per slide
+
+    row = report.slide_table([coords_h5.parent / "s.json"], [coords_h5], [tmp_path / "bad.h5"]).iloc[0]
+    assert row.dropped_patches == len(hit) and row.corrupt_tiles == 3 and json.loads(row.corrupt_at) == boxes
     line = [l for l in proc.stderr.splitlines() if ": warning: " in l]
     assert line == [f"ghanet extract: warning: slide cmu: {line[0].split('slide cmu: ')[1]}"]
     assert "3 corrupt stored tile(s)" in line[0] and f"{len(hit)} of {len(all_coords)} patches" in line[0]

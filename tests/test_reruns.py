@@ -22,7 +22,7 @@ BASE = dict(TINY_DEMO, predict={"slide_sheet": "new.csv"})
 AFTER_TRAIN = {"evaluate": 1, "predict": 1}
 ALL_MODELS = {"train": 6, **AFTER_TRAIN}
 SLIDE_MODELS = {"train": 4, **AFTER_TRAIN}  # G-HANet and ABMIL; the SNN reads no slide
-FROM_EXTRACT = {"extract": 8, "feature_manifest": 1, **SLIDE_MODELS}
+FROM_EXTRACT = {"extract": 8, "feature_manifest": 1, "slide_report": 1, **SLIDE_MODELS}  # the report: dropped patches
 FROM_TILE = {"tile": 8, "slide_report": 1, **FROM_EXTRACT}
 FROM_SEGMENT = {"segment": 8, **FROM_TILE}
 FROM_GENES = {"genes": 2, **ALL_MODELS}

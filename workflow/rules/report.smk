@@ -7,6 +7,8 @@ rule slide_report:
     input:
         stats=slides_done("segment", SLIDES, f"{RESULTS}/segment/{{slide}}.stats.json"),
         coords=slides_done("tile", SLIDES, f"{RESULTS}/tile/{{slide}}.h5"),
+        # what extraction left out of each slide (patches over corrupt stored tiles)
+        features=slides_done("extract", SLIDES, f"{FEATURES_DIR}/{{slide}}.h5"),
         qc=[] if CHUNKED else [t.format(slide=sid) for sid in SLIDES for t in QC_IMAGES],  # chunked: the tables above
         # the sheets of the slides this run processes: the job's slide list, and their extra columns
         sheets=[s for s in (None if FEATURES_IN else SHEET, PREDICT_SHEET if PREDICT_SLIDES else None) if s],
@@ -18,7 +20,8 @@ rule slide_report:
         # derived: the files are inputs; patterns, as 10,000 slides' paths would overflow a command line
         qc_images=lambda wc, input: " ".join(shlex.quote(t) for t in QC_IMAGES),
         patterns=lambda wc, input: f"--stats-pattern {shlex.quote(RESULTS)}/segment/{{slide}}.stats.json "
-                                   f"--coords-pattern {shlex.quote(RESULTS)}/tile/{{slide}}.h5",
+                                   f"--coords-pattern {shlex.quote(RESULTS)}/tile/{{slide}}.h5 "
+                                   f"--features-pattern {shlex.quote(FEATURES_DIR)}/{{slide}}.h5",
     conda:
         "../../envs/slides.yaml"
     log:
