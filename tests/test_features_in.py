@@ -73,18 +73,25 @@ def test_clam_h5_features_with_slides_train_and_draw_heatmaps(tiny_run, tmp_path
     gone = sheet.slide_id.iloc[0]
     (slides / f"{gone}.tiff").unlink()
     sheet.assign(path=[f"slides/{s}.tiff" for s in sheet.slide_id]).to_csv(tmp_path / "sheet.csv", index=False)
+    # a new patient scored from a slide alone, by the models trained on CLAM's files
+    pd.DataFrame({"slide_id": ["NEW-1-S1"], "case_id": ["NEW-1"], "path": [str(slides / f"{sheet.slide_id.iloc[1]}.tiff")]}
+                 ).to_csv(tmp_path / "new.csv", index=False)
     cfg = dict(TINY_DEMO, evaluate={"heatmaps": True}, train=dict(TINY_DEMO["train"], models=["ghanet"]),
                cohort={"features": str(tmp_path / "clam"), "slide_sheet": str(tmp_path / "sheet.csv"),
-                       "clinical": str(demo_dir / "clinical.csv"), "signatures": str(demo_dir / "signatures.csv")})
+                       "clinical": str(demo_dir / "clinical.csv"), "signatures": str(demo_dir / "signatures.csv")},
+               predict={"slide_sheet": str(tmp_path / "new.csv")})
     proc = snakemake(tmp_path, configfile=write_config(tmp_path / "config.yaml", cfg))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert not (tmp_path / "results/tile").exists()
+    assert [p.name for p in (tmp_path / "results/tile").glob("*.h5")] == ["NEW-1-S1.h5"]  # the new slide alone
     manifest = pd.read_csv(tmp_path / "results/features/efficientnet_lite0/manifest.csv")
     assert set(manifest.format) == {"clam"} and set(manifest.encoder) == {"efficientnet_lite0"}
     drawn = {p.name.split(".")[0] for k in (0, 1) for p in (tmp_path / f"results/heatmaps/fold_{k}").glob("*.heatmap.png")}
     assert drawn == set(sheet.slide_id) - {gone}
     logs = "".join((tmp_path / f"results/logs/heatmaps/fold_{k}.log").read_text() for k in (0, 1))
     assert f"skipped: slide {gone}: slide file {tmp_path / 'slides' / gone}.tiff not found" in logs
+    scored = pd.read_csv(tmp_path / "results/predict/predictions.csv").set_index("case_id")
+    assert scored.at["NEW-1", "status"] == "ok" and np.isfinite(scored.at["NEW-1", "risk"])
+    assert (tmp_path / "results/predict/heatmaps/NEW-1-S1.heatmap.png").exists()
 
 
 def test_without_a_sheet_heatmaps_are_skipped_and_said(tmp_path):
