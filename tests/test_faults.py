@@ -158,12 +158,16 @@ def test_jobs_killed_at_random_points_rerun_to_the_same_results(finished, tiny_r
     outputs = OUTPUTS[stage]
     argv = _job_argv(finished, stage)
     rng = np.random.default_rng({"extract": 8, "train": 9}[stage])
-    # the uninterrupted job: how long it lives (the kills fall anywhere in it), and its results
-    t0 = time.monotonic()
-    jobs.start(argv)
-    assert jobs.wait() == 0
-    life = time.monotonic() - t0
-    _check(finished, tiny_run, outputs, f"{stage}, uninterrupted", complete=True)
+    # the uninterrupted job: how long it lives (the kills fall anywhere in it), and its results; the
+    # shorter of two runs, as a first run can be slowed by cold caches and kills past the end miss
+    lives = []
+    for _ in range(2):
+        t0 = time.monotonic()
+        jobs.start(argv)
+        assert jobs.wait() == 0
+        lives.append(time.monotonic() - t0)
+        _check(finished, tiny_run, outputs, f"{stage}, uninterrupted", complete=True)
+    life = min(lives)
     hits = 0
     for trial in range(TRIALS):
         delay = float(rng.uniform(0, life))
