@@ -12,6 +12,10 @@ mean over folds of each held-out fold's C-index), with patients resampled within
 pair of models is compared on the patients both scored, with the same resamples for both (a
 paired bootstrap of the difference: its 95% interval and a two-sided bootstrap p-value). The
 hazard ratio of high vs low risk comes from a Cox model on the group (lifelines).
+
+The table lists the models grouped as the registry groups them (slide-only, genomics-only,
+multimodal); each model is compared with G-HANet and with ABMIL (where they were trained), not
+every pair with every other: with ten models that would be 45 bootstraps and a figure no one reads.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import models as registry
 from . import plots
 from .errors import GhanetError
 from .io import atomic_path
@@ -147,8 +152,20 @@ def _by_fold(oof: pd.DataFrame, model: str) -> list[pd.DataFrame]:
     return [g.set_index("case_id") for _, g in o.groupby("fold", sort=True)]
 
 
+REFERENCES = ("ghanet", "abmil")  # every model's paired difference is to these
+
+
+def reference_pairs(models: list[str]) -> list[tuple[str, str]]:
+    """(model, reference) pairs: each model against G-HANet and ABMIL, each pair once."""
+    pairs = []
+    for ref in (r for r in REFERENCES if r in models):
+        pairs += [(m, ref) for m in models if m != ref and (ref, m) not in pairs]
+    return pairs
+
+
 def comparisons(oof: pd.DataFrame, models: list[str]) -> dict[str, dict]:
-    """Per model: its C-index interval; per pair: the paired difference on the patients both scored."""
+    """Per model: its C-index interval; per pair (`reference_pairs`): the paired difference on the
+    patients both scored."""
     rows = {m: {} for m in models}
     for m in models:
         lo, hi = _interval(bootstrap_c_index(_by_fold(oof, m), ["risk"])[:, 0])
@@ -158,22 +175,22 @@ def comparisons(oof: pd.DataFrame, models: list[str]) -> dict[str, dict]:
     for m in models:
         folds = [f.loc[f.index.isin(common)] for f in _by_fold(oof, m)]
         rows[m].update(c_index_common=fold_mean_c_index(folds), n_common=sum(len(f) for f in folds))
-    for i, a in enumerate(models):
-        for b in models[i + 1:]:
-            folds = []
-            for fa, fb in zip(_by_fold(oof, a), _by_fold(oof, b)):
-                both = fa.index.intersection(fb.index)
-                folds.append(fa.loc[both, ["survival_months", "censorship"]].assign(
-                    a=fa.loc[both, "risk"], b=fb.loc[both, "risk"]))
-            reps = bootstrap_c_index(folds, ["a", "b"])
-            diff = reps[:, 0] - reps[:, 1]
-            point = fold_mean_c_index(folds, "a") - fold_mean_c_index(folds, "b")
-            lo, hi = _interval(diff)
-            n = sum(len(f) for f in folds)
-            for x, y, sign in ((a, b, 1), (b, a, -1)):
-                rows[x].update({f"diff_vs_{y}": sign * point, f"diff_vs_{y}_ci_low": sign * (lo if sign > 0 else hi),
-                                f"diff_vs_{y}_ci_high": sign * (hi if sign > 0 else lo),
-                                f"diff_vs_{y}_p": paired_p(diff), f"n_paired_vs_{y}": n})
+    for a, b in reference_pairs(models):
+        folds = []
+        for fa, fb in zip(_by_fold(oof, a), _by_fold(oof, b)):
+            both = fa.index.intersection(fb.index)
+            folds.append(fa.loc[both, ["survival_months", "censorship"]].assign(
+                a=fa.loc[both, "risk"], b=fb.loc[both, "risk"]))
+        reps = bootstrap_c_index(folds, ["a", "b"])
+        diff = reps[:, 0] - reps[:, 1]
+        point = fold_mean_c_index(folds, "a") - fold_mean_c_index(folds, "b")
+        lo, hi = _interval(diff)
+        n = sum(len(f) for f in folds)
+        # a reference's row also holds its difference to the other reference (G-HANet - ABMIL)
+        for x, y, sign in ((a, b, 1), (b, a, -1)) if a in REFERENCES else ((a, b, 1),):
+            rows[x].update({f"diff_vs_{y}": sign * point, f"diff_vs_{y}_ci_low": sign * (lo if sign > 0 else hi),
+                            f"diff_vs_{y}_ci_high": sign * (hi if sign > 0 else lo),
+                            f"diff_vs_{y}_p": paired_p(diff), f"n_paired_vs_{y}": n})
     return rows
 
 
@@ -204,14 +221,16 @@ def evaluate(risks: dict[tuple[str, int], pd.DataFrame], recons: dict[tuple[str,
     recon_df = pd.DataFrame(recon_rows, columns=["model", "fold", "family", "n_values", "pearson_r"])
 
     summary = []
-    paired = comparisons(oof_df, list(dict.fromkeys(folds.model)))
-    for model, f in folds.groupby("model", sort=False):
+    order = sorted(dict.fromkeys(folds.model), key=_table_order)
+    paired = comparisons(oof_df, order)
+    for model in order:
+        f = folds[folds.model == model]
         o = oof_df[oof_df.model == model]
         present = o.group.nunique()
         p = (multivariate_logrank_test(o.survival_months, o.group, o.censorship.eq(0)).p_value
              if present > 1 else np.nan)
         hr, hr_lo, hr_hi = hazard_ratio(o)
-        row = {"model": model, "folds": len(f), "c_index_mean": f.c_index.mean(),
+        row = {"model": model, "group": _group(model), "folds": len(f), "c_index_mean": f.c_index.mean(),
                "c_index_sd": f.c_index.std(ddof=1), **paired[model], "td_auc_mean": f.td_auc.mean(),
                "logrank_p": p, "hr_high_vs_low": hr, "hr_ci_low": hr_lo, "hr_ci_high": hr_hi,
                "n_patients": len(o), **{f"n_{g}": int((o.group == g).sum()) for g in GROUPS[scheme]}}
@@ -234,10 +253,14 @@ def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path) -> N
     from lifelines.plotting import add_at_risk_counts
 
     plt = plots.pyplot()
-    models = list(dict.fromkeys(oof.model))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5.2), squeeze=False)
+    models = list(comparison.model)
+    cols = min(len(models), 4)  # a grid, four models a row: ten side by side would be 52 inches wide
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 5.4 * rows), squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
     table = comparison.set_index("model")
-    for ax, model in zip(axes[0], models):
+    for ax, model in zip(axes.flat, models):
         o = oof[oof.model == model]
         fitted = []
         for g in GROUPS[scheme]:
@@ -258,17 +281,26 @@ def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path) -> N
     plots.save_figure(fig, path)
 
 
-# what each model is, in tables and figures: our SNN is not MCAT's (which takes every omic feature)
-MODEL_LABELS = {"ghanet": "G-HANet", "abmil": "ABMIL", "snn": "SNN (fold-selected genes)"}
-
-
 def label(model: str) -> str:
-    return MODEL_LABELS.get(model, model)
+    """What a model is called in tables and figures (its registry label: our SNN is not MCAT's)."""
+    return registry.label(model)
+
+
+def _group(model: str) -> str:
+    return registry.REGISTRY[model].group if model in registry.REGISTRY else ""
+
+
+def _table_order(model: str) -> tuple:
+    """Slide-only, genomics-only, multimodal; within a group, the registry's order."""
+    names = list(registry.REGISTRY)
+    group = _group(model)
+    return (registry.GROUPS.index(group) if group in registry.GROUPS else len(registry.GROUPS),
+            names.index(model) if model in names else len(names), model)
 
 
 def plot_c_index(folds: pd.DataFrame, path) -> None:
     plt = plots.pyplot()
-    models = list(dict.fromkeys(folds.model))
+    models = sorted(dict.fromkeys(folds.model), key=_table_order)
     fig, ax = plt.subplots(figsize=(1.8 * len(models) + 2, 4))
     for i, model in enumerate(models):
         c = folds.loc[folds.model == model, "c_index"]
@@ -287,10 +319,11 @@ def plot_c_index(folds: pd.DataFrame, path) -> None:
 
 
 def plot_forest(comparison: pd.DataFrame, path) -> None:
-    """Each model's C-index with its bootstrap 95% interval, and each pair's paired difference."""
+    """Each model's C-index with its bootstrap 95% interval, grouped (slide-only, genomics-only,
+    multimodal), and each model's paired difference to G-HANet and to ABMIL."""
     plt = plots.pyplot()
     models = list(comparison.model)
-    pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
+    pairs = [(a, b) for a, b in reference_pairs(models) if f"diff_vs_{b}" in comparison]
     # one panel above the other: model names and pairs get the left margin, the numbers the right
     fig, axes = plt.subplots(2, 1, figsize=(10, 2.2 + 0.45 * (len(models) + max(len(pairs), 1))),
                              gridspec_kw={"height_ratios": [len(models), max(len(pairs), 1)]})
@@ -302,6 +335,13 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
         axes[0].text(1.02, y, f"{r.c_index_mean:.3f} [{r.c_index_ci_low:.3f}, {r.c_index_ci_high:.3f}]",
                      va="center", fontsize=8, transform=axes[0].get_yaxis_transform())
     axes[0].axvline(0.5, ls="--", color="0.6")
+    groups = [_group(m) for m in models]
+    for y, g in enumerate(groups):  # a rule above each group, and its name
+        if y == 0 or g != groups[y - 1]:
+            if y:
+                axes[0].axhline(y - 0.5, color="0.75", lw=0.8)
+            axes[0].text(0.01, y - 0.42, g, fontsize=7, style="italic", color="0.35", va="top",
+                         transform=axes[0].get_yaxis_transform())
     axes[0].set(yticks=range(len(models)), yticklabels=[label(m) for m in models],
                 xlabel="C-index (mean over folds), 95% CI",
                 xlim=(0, 1), ylim=(-0.6, len(models) - 0.4))

@@ -75,6 +75,7 @@ def select(patients: pd.DataFrame, train_ids, families: dict[str, list[str]], pa
         "fallback_families": fallback, "bin_edges": edges.tolist(), "n_bins": n_bins,
         "bins_fit_on": labels["fit_on"], "alpha": params["alpha"], "correction": params["correction"],
         "n_train": len(train), "n_high_risk": int(high.sum()), "n_low_risk": int(low.sum()),
+        "family_columns": families,  # every column of each family: MCAT's input
     }
     return selection, table, scaler
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import devices, features, heatmap, train
+from . import devices, features, heatmap, models, train
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import risk_group
@@ -46,9 +46,10 @@ def load_models(models_dir) -> list[dict]:
     if missing:
         raise GhanetError(f"model directory {d} has no fold {missing[0]} ({d}/fold_{missing[0]}/model.pt) of the "
                           f"{k} it was trained with; rerun its training, or copy the complete model directory")
-    if first["model"] not in train.SLIDE_MODELS:
-        raise GhanetError(f"{d} holds {first['model']} models, which need genomics; predict takes a slide "
-                          f"model ({', '.join(train.SLIDE_MODELS)})")
+    if not models.spec(first["model"]).predicts:
+        able = ", ".join(n for n, s in models.REGISTRY.items() if s.predicts)
+        raise GhanetError(f"{d} holds {first['model']} models, which need genomics at inference; predict takes "
+                          f"a model that scores slides alone ({able})")
     for c in ckpts.values():
         if c["model"] != first["model"] or c["encoder"] != first["encoder"]:
             raise GhanetError(f"{d}/fold_{c['fold']} was trained with another model or encoder than fold "
@@ -106,6 +107,9 @@ def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str 
     failed = failed or {}
     modules = [c["module"] for c in ckpts]
     families = list(ckpts[0]["families"])
+    attention = models.spec(ckpts[0]["model"]).attention  # heatmaps need patch attention
+    if heatmaps_dir is not None and not attention:
+        log.warning("no heatmaps: %s gives no patch attention", ckpts[0]["model"])
     cut = _cutoffs(ckpts)
     rows = []
     for case_id, group in slides.groupby("case_id", sort=True):
@@ -135,7 +139,7 @@ def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str 
         row["risk"] = float(np.mean(risks))
         row["risk_group"] = str(risk_group([row["risk"]], cut, scheme)[0])
         rows.append(row)
-        if heatmaps_dir is not None and all(p["path"] for p in parts):
+        if heatmaps_dir is not None and attention and all(p["path"] for p in parts):
             heatmap.render_patient(modules, families, parts, heatmaps_dir, heatmap_settings or heatmap.Settings())
     return pd.DataFrame(rows)
 

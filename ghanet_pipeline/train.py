@@ -1,7 +1,8 @@
-"""Stage `train`: one model (G-HANet, ABMIL or SNN) on one fold.
+"""Stage `train`: one model of the registry (`models.py`) on one fold.
 
-Reads the fold's training patients, their patch features (all slides concatenated) and the fold's
-gene selection (targets for G-HANet, inputs for the SNN), trains for a fixed number of epochs
+Reads the fold's training patients and what the model's entry asks for: their patch features (all
+slides concatenated), the fold's gene selection (targets for G-HANet, inputs for our SNN), every
+omic column or the six families' (MCAT's SNN, MCAT; standardised on the training patients). Trains for a fixed number of epochs
 (or, if asked, stops early on an inner validation split of the *training* patients; the scored
 fold is never looked at), then scores every patient of the fold. The checkpoint carries what a
 later `predict` needs to use the model alone: config, encoder identity, selected features, scaler,
@@ -10,6 +11,7 @@ time-bin edges, seed, risk cut-offs and package version.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -21,16 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, devices, features, plots, splits
+from . import __version__, devices, features, models, plots, splits
+from .cohort import omic_columns
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import cutoffs_from
-from .model import ABMIL, SNN, GHANet, ghanet_loss, nll_survival_loss
 
 log = logging.getLogger("ghanet.train")
-MODELS = ("ghanet", "abmil", "snn")
-SLIDE_MODELS = ("ghanet", "abmil")  # models whose input is the slides (the SNN reads genomics)
-OMICS_MODELS = ("ghanet", "snn")  # models that need omics: G-HANet's targets, the SNN's input
+MODELS = models.NAMES
 CHECKPOINT_FORMAT = "ghanet-pipeline checkpoint 1"
 # a fold's bags are kept in memory when they fit in this; otherwise read from disk each step
 CACHE_BYTES = 4 << 30
@@ -66,6 +66,8 @@ class Fold:
     scaler: pd.DataFrame  # mean, std per selected feature
     edges: np.ndarray
     omics: pd.DataFrame = field(repr=False)  # standardised selected features per patient
+    family_columns: dict[str, list[str]] = field(default_factory=dict)  # every omic column per family
+    every_omic: pd.DataFrame | None = field(default=None, repr=False)  # all omic columns, standardised
 
     @property
     def selected(self) -> list[str]:
@@ -81,8 +83,26 @@ class Fold:
     def omic_vector(self, case_id: str) -> np.ndarray:
         return self.omics.loc[case_id, self.selected].to_numpy(np.float32)
 
+    def all_omics(self, case_id: str) -> np.ndarray:
+        return self.every_omic.loc[case_id].to_numpy(np.float32)
 
-def load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold: int) -> Fold:
+    def family_vectors(self, case_id: str) -> list[np.ndarray]:
+        row = self.every_omic.loc[case_id]
+        return [row[cols].to_numpy(np.float32) for cols in self.family_columns.values()]
+
+
+def _standardised_on_training(patients: pd.DataFrame, table: pd.DataFrame, train_ids: list[str]) -> pd.DataFrame:
+    """Every omic column of the fold's patients, standardised with the training patients' mean and
+    sd (ddof 0, as MCAT's StandardScaler and our genes stage; a constant column stays 0)."""
+    cols = omic_columns(patients.columns)
+    x = patients.loc[table.index, cols].astype(np.float32)
+    train = x.loc[train_ids]
+    std = train.std(ddof=0).replace(0, 1.0)
+    return (x - train.mean()) / std
+
+
+def load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold: int, every_omic: bool = False) -> Fold:
+    """`every_omic`: also every omic column (the models whose entry reads `omics` or `families`)."""
     patients = splits.read_patients(patients_csv)
     train_ids, val_ids = splits.read_fold(fold_csv)
     selection = json.loads(Path(selection_json).read_text())
@@ -100,7 +120,10 @@ def load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold: int) -> 
     table["split"] = ["train"] * len(train_ids) + ["val"] * len(val_ids)
     cols = list(dict.fromkeys(c for cs in families.values() for c in cs))
     omics = (patients.loc[table.index, cols] - scaler.loc[cols, "mean"]) / scaler.loc[cols, "std"]
-    return Fold(fold, table, train_ids, val_ids, families, scaler.loc[cols], edges, omics)
+    # the genes stage records each family's columns; a selection without them: the selected ones
+    family_columns = selection.get("family_columns", families)
+    every = _standardised_on_training(patients, table, train_ids) if every_omic else None
+    return Fold(fold, table, train_ids, val_ids, families, scaler.loc[cols], edges, omics, family_columns, every)
 
 
 def _seed_everything(seed: int) -> None:
@@ -111,27 +134,21 @@ def _seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build_model(name: str, model_params: dict, n_bins: int, in_dim: int, family_dims: list[int],
-                omic_dim: int) -> torch.nn.Module:
-    mp = model_params
-    if name == "ghanet":
-        return GHANet(family_dims, in_dim=in_dim, dim=mp["hidden_dim"], heads=mp["heads"],
-                      head_dim=mp["head_dim"], n_bins=n_bins, topk_ratio=mp["topk_ratio"],
-                      dropout=mp["dropout"], share_attention=mp["share_attention"])
-    if name == "abmil":
-        return ABMIL(in_dim=in_dim, dim=mp["hidden_dim"], n_bins=n_bins, dropout=mp["dropout"])
-    if name == "snn":
-        return SNN(omic_dim, n_bins=n_bins, dropout=mp["dropout"])
-    raise GhanetError(f"unknown model {name!r}; train.models takes {', '.join(MODELS)}")
+def dims_of(fold: Fold, in_dim: int | None) -> models.Dims:
+    return models.Dims(n_bins=len(fold.edges) - 1, in_dim=in_dim or 0,
+                       family_dims=tuple(len(c) for c in fold.families.values()), omic_dim=len(fold.selected),
+                       family_sizes=tuple(len(c) for c in fold.family_columns.values()),
+                       all_omic_dim=0 if fold.every_omic is None else fold.every_omic.shape[1])
 
 
 class Inputs:
-    """Per-patient model inputs: the bag (slide models) or the omic vector (SNN). Bags are cached
-    in memory when the fold's bags fit in CACHE_BYTES, else read from disk at each use; either way
-    the first pass, which checks them, holds one bag at a time."""
+    """Per-patient model inputs, as the model's entry lists them (the forward's arguments). Bags are
+    cached in memory when the fold's bags fit in CACHE_BYTES, else read from disk at each use;
+    either way the first pass, which checks them, holds one bag at a time."""
 
     def __init__(self, model_name: str, fold: Fold, features_dir, device, on_problem: str):
         self.model_name, self.fold, self.features_dir, self.device = model_name, fold, features_dir, device
+        self.spec = models.spec(model_name)
         self.cache: dict[str, torch.Tensor] = {}
         self.n_patches: dict[str, int] = {}
         self.encoder: dict = {}
@@ -139,7 +156,7 @@ class Inputs:
         self.level0_mpps: set[float] = set()
         self.excluded: list[tuple[str, str]] = []
         self.dim = None
-        if model_name not in SLIDE_MODELS:
+        if not self.spec.reads_slides:
             return
         total = 0
         for case_id, row in fold.table.iterrows():
@@ -175,25 +192,35 @@ class Inputs:
         gone = {c for c, _ in self.excluded}
         return [c for c in ids if c not in gone]
 
-    def __call__(self, case_id: str) -> torch.Tensor:
-        if self.model_name not in SLIDE_MODELS:
-            return torch.from_numpy(self.fold.omic_vector(case_id)).to(self.device)
+    def bag(self, case_id: str) -> torch.Tensor:
         bag = self.cache.get(case_id)
         if bag is None:
             slides = self.fold.table.at[case_id, "slide_ids"].split(";")
             bag = torch.from_numpy(read_bag(self.features_dir, slides, case_id, self.dim)[0])
         return bag.to(self.device)
 
+    def __call__(self, case_id: str) -> list:
+        """The model's forward arguments for this patient."""
+        fold, to = self.fold, (lambda a: torch.from_numpy(a).to(self.device))
+        args = []
+        for kind in self.spec.inputs:
+            if kind == "bag":
+                args.append(self.bag(case_id))
+            elif kind == "selected":
+                args.append(to(fold.omic_vector(case_id)))
+            elif kind == "omics":
+                args.append(to(fold.all_omics(case_id)))
+            elif kind == "families":
+                args.append([to(v) for v in fold.family_vectors(case_id)])
+        return args
+
 
 def _loss(model_name, out, fold: Fold, case_id, device, recon_weight):
     y = torch.tensor([int(fold.table.at[case_id, "bin"])], device=device)
     c = torch.tensor([float(fold.table.at[case_id, "censorship"])], device=device)
-    if model_name == "ghanet":
-        targets = [torch.from_numpy(t).to(device) for t in fold.targets(case_id)]
-        total, surv, recon = ghanet_loss(out, y, c, targets, recon_weight)
-        return total, surv, [r.item() for r in recon]
-    surv = nll_survival_loss(out["hazards"], out["survival"], y, c)
-    return surv, surv, []
+    targets = ([torch.from_numpy(t).to(device) for t in fold.targets(case_id)]
+               if models.spec(model_name).targets else [])
+    return models.loss(model_name, out, y, c, targets, recon_weight)
 
 
 def balanced_order(labels: np.ndarray, n: int, gen: torch.Generator, balanced: bool) -> list[int]:
@@ -218,8 +245,19 @@ def _inner_split(fold: Fold, ids: list[str], fraction: float, seed: int) -> tupl
 @torch.no_grad()
 def _mean_loss(model, model_name, inputs, fold, ids, device, recon_weight) -> float:
     model.eval()
-    return float(np.mean([_loss(model_name, model(inputs(c)), fold, c, device, recon_weight)[0].item()
+    return float(np.mean([_loss(model_name, model(*inputs(c)), fold, c, device, recon_weight)[0].item()
                           for c in ids]))
+
+
+def _patch_sample(inputs: Inputs, ids: list[str], seed: int, most: int = 20_000) -> torch.Tensor:
+    """At most `most` patches of the training patients, drawn evenly over them (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    per = max(1, most // max(len(ids), 1))
+    parts = []
+    for case_id in ids:
+        bag = inputs.bag(case_id).cpu()
+        parts.append(bag[torch.randperm(len(bag), generator=gen)[:per]])
+    return torch.cat(parts)
 
 
 def fit(model_name: str, fold: Fold, inputs: Inputs, params: dict, model_params: dict, device) -> tuple:
@@ -232,9 +270,9 @@ def fit(model_name: str, fold: Fold, inputs: Inputs, params: dict, model_params:
     inner: list[str] = []
     if params["inner_val_fraction"] > 0:
         ids, inner = _inner_split(fold, ids, params["inner_val_fraction"], seed)
-    sizes = [len(c) for c in fold.families.values()]
-    model = build_model(model_name, model_params, len(fold.edges) - 1, inputs.dim or 0, sizes,
-                        len(fold.selected)).to(device)
+    model = models.build(model_name, model_params, dims_of(fold, inputs.dim)).to(device)
+    if hasattr(model, "fit_phenotypes"):  # DeepAttnMISL: phenotypes from the training patches only
+        model.fit_phenotypes(_patch_sample(inputs, ids, seed), seed)
     opt = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params["epochs"])
              if params["scheduler"] == "cosine" else None)
@@ -249,7 +287,7 @@ def fit(model_name: str, fold: Fold, inputs: Inputs, params: dict, model_params:
         t0, losses, survs, recons = time.perf_counter(), [], [], []
         for i in balanced_order(labels, len(ids), gen, params["balanced_sampling"]):
             case_id = ids[i]
-            out = model(inputs(case_id))
+            out = model(*inputs(case_id))
             total, surv, recon = _loss(model_name, out, fold, case_id, device, params["recon_weight"])
             (total / accum).backward()
             losses.append(total.item())
@@ -266,7 +304,7 @@ def fit(model_name: str, fold: Fold, inputs: Inputs, params: dict, model_params:
         row = {"epoch": epoch + 1, "loss": np.mean(losses), "survival_loss": np.mean(survs),
                "optimizer_steps": seen // accum, "lr": opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - t0}
-        if model_name == "ghanet":
+        if models.spec(model_name).targets:
             row.update({f"recon_{f}": v for f, v in zip(fold.families, np.mean(recons, axis=0))})
         if inner:
             row["inner_val_loss"] = _mean_loss(model, model_name, inputs, fold, inner, device,
@@ -295,11 +333,11 @@ def score(model, model_name: str, fold: Fold, inputs: Inputs, ids: list[str]) ->
     model.eval()
     rows, recon_rows = [], []
     for case_id in ids:
-        out = model(inputs(case_id))
+        out = model(*inputs(case_id))
         haz = out["hazards"][0].cpu().numpy()
         rows.append({"case_id": case_id, "risk": float(out["risk"][0]),
                      **{f"hazard_{j}": float(h) for j, h in enumerate(haz)}})
-        if model_name == "ghanet" and fold.table.at[case_id, "split"] == "val":
+        if models.spec(model_name).targets and fold.table.at[case_id, "split"] == "val":
             for (family, cols), pred, target in zip(fold.families.items(), out["reconstructions"],
                                                     fold.targets(case_id)):
                 recon_rows += [{"case_id": case_id, "family": family, "feature": col, "target": float(t),
@@ -341,16 +379,16 @@ def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json,
     features were made (read from them; `declared_encoder` names the encoder of imported files that
     carry no name) and the number of folds, so `predict` can process new slides the same way and
     check that every fold is there."""
-    if model_name not in MODELS:
-        raise GhanetError(f"unknown model {model_name!r}; train.models takes {', '.join(MODELS)}")
+    spec = models.spec(model_name)
     params, model_params = sections["train"], sections["model"]
     if threads:
         torch.set_num_threads(threads)
-    dev = devices.resolve(device, wants_gpu and model_name in SLIDE_MODELS, "train")
-    fold = load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold_k)
-    if model_name in OMICS_MODELS and not fold.families:
+    dev = devices.resolve(device, wants_gpu and spec.reads_slides, "train")
+    fold = load_fold(patients_csv, fold_csv, selection_json, scaler_csv, fold_k,
+                     every_omic=bool({"omics", "families"} & set(spec.inputs)))
+    if spec.needs_omics and not fold.families:
         raise GhanetError(f"{model_name} needs omics, and fold {fold_k}'s selection has none (a survival-only "
-                          "cohort, or no cohort.signatures); train the slide-only model: train.models: [abmil]")
+                          "cohort, or no cohort.signatures); train the slide-only models: train.models: [slide-only]")
     inputs = Inputs(model_name, fold, features_dir, dev, sections["cohort"]["on_problem"])
     t0 = time.perf_counter()
     model, history, trained_on = fit(model_name, fold, inputs, params, model_params, dev)
@@ -369,8 +407,8 @@ def run(model_name: str, fold_k: int, *, patients_csv, fold_csv, selection_json,
     checkpoint = {
         "format": CHECKPOINT_FORMAT, "version": __version__, "model": model_name, "fold": fold_k,
         "seed": params["seed"], "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-        "model_args": {"n_bins": len(fold.edges) - 1, "in_dim": inputs.dim,
-                       "family_dims": [len(c) for c in fold.families.values()], "omic_dim": len(fold.selected)},
+        "model_args": {k: list(v) if isinstance(v, tuple) else v
+                       for k, v in dataclasses.asdict(dims_of(fold, inputs.dim)).items()},
         # how the features were made, from their provenance (else as the caller's sections say)
         "config": {**{k: sections[k] for k in ("segment", "tile", "extract") if k in sections},
                    **inputs.slide_settings, "train": sections["train"], "model": sections["model"],
@@ -411,8 +449,8 @@ def load_checkpoint(path) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise GhanetError(f"{path} is not a ghanet-pipeline checkpoint; retrain this fold")
     a = ckpt["model_args"]
-    model = build_model(ckpt["model"], ckpt["config"]["model"], a["n_bins"], a["in_dim"] or 0,
-                        a["family_dims"], a["omic_dim"])
+    dims = models.Dims(**{k: tuple(v) if isinstance(v, list) else (v or 0) for k, v in a.items()})
+    model = models.build(ckpt["model"], ckpt["config"]["model"], dims)
     model.load_state_dict(ckpt["state_dict"])
     ckpt["module"] = model.eval()
     return ckpt

@@ -149,7 +149,10 @@ def snakemake(workdir, *args, configfile=None, timeout=900, cores="2", env=None,
 # new patient to score: the smallest demo every stage can fit (the SLURM test runs it again, job by
 # job through sbatch)
 TINY_DEMO = {"demo": {"patients": 6, "seed": 6, "width_px": 1536, "height_px": 1024, "new_patients": 1},
-             "splits": {"folds": 2}, "labels": {"n_bins": 2}, "train": {"epochs": 2, "grad_accum": 4},
+             "splits": {"folds": 2}, "labels": {"n_bins": 2},
+             # three models, one of each kind (slides + genomic targets, slides, genomics): what the
+             # workflow tests exercise; test_models runs the whole registry once
+             "train": {"epochs": 2, "grad_accum": 4, "models": ["ghanet", "abmil", "snn"]},
              "evaluate": {"heatmaps": False}}  # heatmaps are drawn in test_predict; here they would cost a minute
 
 

@@ -24,13 +24,15 @@ def _survival_only(tmp_path):
 
 
 def test_the_slide_model_trains_and_the_others_are_skipped_and_said(tmp_path):
-    cfg = dict(TINY_DEMO, cohort=_survival_only(tmp_path), evaluate={"heatmaps": True})
+    cfg = dict(TINY_DEMO, cohort=_survival_only(tmp_path), evaluate={"heatmaps": True},
+               train=dict(TINY_DEMO["train"], models=["all"]))  # a set takes what the cohort can train
     proc = snakemake(tmp_path, "-n", "-p", configfile=write_config(tmp_path / "config.yaml", cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "survival-only cohort (no omic columns in" in proc.stderr and "skipped: ghanet, snn" in proc.stderr
+    assert ("survival-only cohort (no omic columns in" in proc.stderr
+            and "skipped: ghanet, snn, snn_mcat, mcat" in proc.stderr)
     trained = {line.split("--model ")[1].split()[0] for line in proc.stdout.splitlines()
                if "-m ghanet_pipeline train " in line}
-    assert trained == {"abmil"}
+    assert trained == {"ghanet_norecon", "abmil", "transmil", "clam_sb", "dsmil", "deepsets", "deepattnmisl"}
     genes_cmds = [line for line in proc.stdout.splitlines() if "-m ghanet_pipeline genes " in line]
     assert len(genes_cmds) == 2 and not any("--signatures" in c for c in genes_cmds)  # time bins only
     assert "rule evaluate" in proc.stdout and "rule heatmaps" not in proc.stdout  # heatmaps are G-HANet's
@@ -42,7 +44,7 @@ def test_asking_for_an_omics_model_without_omics_is_one_line(tmp_path):
     proc = snakemake(tmp_path, "-n", configfile=write_config(tmp_path / "config.yaml", cfg))
     assert proc.returncode != 0
     assert ("train.models lists ghanet, which need omics, and this cohort has none (no omic columns in "
-            f"{cohort['clinical']}); set train.models: [abmil] or add the omics") in proc.stdout + proc.stderr
+            f"{cohort['clinical']}); set train.models: [slide-only] or add the omics") in proc.stdout + proc.stderr
 
 
 def test_abmil_trains_on_a_selection_without_families_and_ghanet_refuses(tmp_path):
@@ -56,6 +58,9 @@ def test_abmil_trains_on_a_selection_without_families_and_ghanet_refuses(tmp_pat
     res = train.run("abmil", 0, out_dir=tmp_path / "abmil", **args)
     risks = pd.read_csv(tmp_path / "abmil/risks.csv")
     assert res and len(risks) == 14 and risks.risk.notna().all()
-    for model in ("ghanet", "snn"):
-        with pytest.raises(GhanetError, match=f"{model} needs omics.*train.models: \\[abmil\\]"):
+    # the ablation needs no omics: the same network, its family heads unused
+    train.run("ghanet_norecon", 0, out_dir=tmp_path / "norecon", **args)
+    assert pd.read_csv(tmp_path / "norecon/risks.csv").risk.notna().all()
+    for model in ("ghanet", "snn", "snn_mcat", "mcat"):
+        with pytest.raises(GhanetError, match=f"{model} needs omics.*train.models: \\[slide-only\\]"):
             train.run(model, 0, out_dir=tmp_path / model, **args)

@@ -183,8 +183,11 @@ def test_evaluation_table_and_plots(tmp_path):
     assert "recon_r_Oncogenes" in table.columns
     for png in ("km.png", "c_index.png", "forest.png"):
         assert (tmp_path / "eval" / png).read_bytes()[:4] == b"\x89PNG"
-    for col in ("c_index_ci_low", "c_index_ci_high", "diff_vs_snn", "diff_vs_snn_p", "hr_high_vs_low"):
+    for col in ("c_index_ci_low", "c_index_ci_high", "diff_vs_ghanet", "diff_vs_ghanet_p", "hr_high_vs_low"):
         assert col in table.columns
+    # each model is compared with G-HANet (and ABMIL), not each with each
+    assert "diff_vs_snn" not in table.columns and np.isnan(table.set_index("model").at["ghanet", "diff_vs_ghanet"])
+    assert list(table.group) == ["slide-only", "genomics-only"]
 
 
 @bad_input("patient without patches")
@@ -219,14 +222,14 @@ def test_features_of_another_dimension_are_refused(tmp_path):
 
 
 def _oof(n_per_fold=(20, 18), seed=0):
-    """Out-of-fold risks of two models on known data: `good` follows the hazard, `noise` does not."""
+    """Out-of-fold risks of two models on known data: `abmil` follows the hazard, `ghanet` (here) does not."""
     rng = np.random.default_rng(seed)
     rows = []
     for fold, n in enumerate(n_per_fold):
         hazard = rng.normal(size=n)
         time = rng.exponential(np.exp(-hazard) * 20)
         cens = (rng.random(n) < 0.3).astype(int)
-        for model, risk in (("good", hazard + rng.normal(0, 0.3, n)), ("noise", rng.normal(size=n))):
+        for model, risk in (("abmil", hazard + rng.normal(0, 0.3, n)), ("ghanet", rng.normal(size=n))):
             rows += [{"model": model, "fold": fold, "case_id": f"F{fold}P{i}", "survival_months": t,
                       "censorship": c, "risk": r} for i, (t, c, r) in enumerate(zip(time, cens, risk))]
     return pd.DataFrame(rows)
@@ -236,30 +239,30 @@ def test_bootstrap_intervals_and_paired_differences_match_a_direct_computation()
     from lifelines.utils import concordance_index
 
     oof = _oof()
-    got = evaluate.comparisons(oof, ["good", "noise"])
+    got = evaluate.comparisons(oof, ["abmil", "ghanet"])
     # the same draws, computed directly: per replicate, fold by fold, n indices with replacement
     rng = np.random.default_rng(evaluate.BOOTSTRAP_SEED)
-    folds = {m: [g for _, g in oof[oof.model == m].groupby("fold")] for m in ("good", "noise")}
+    folds = {m: [g for _, g in oof[oof.model == m].groupby("fold")] for m in ("abmil", "ghanet")}
     reps = []
     for _ in range(evaluate.BOOTSTRAP):
-        idx = [rng.integers(0, len(f), len(f)) for f in folds["good"]]
+        idx = [rng.integers(0, len(f), len(f)) for f in folds["abmil"]]
         rep = {}
-        for m in ("good", "noise"):
+        for m in ("abmil", "ghanet"):
             cs = [concordance_index(f.survival_months.to_numpy()[i], -f.risk.to_numpy()[i], (f.censorship.to_numpy()[i] == 0))
                   for f, i in zip(folds[m], idx)]
             rep[m] = np.mean(cs)
         reps.append(rep)
-    good = np.array([r["good"] for r in reps])
-    diff = good - np.array([r["noise"] for r in reps])
-    assert got["good"]["c_index_ci_low"] == pytest.approx(np.percentile(good, 2.5), abs=1e-9)
-    assert got["good"]["c_index_ci_high"] == pytest.approx(np.percentile(good, 97.5), abs=1e-9)
-    assert got["good"]["diff_vs_noise_ci_low"] == pytest.approx(np.percentile(diff, 2.5), abs=1e-9)
-    assert got["noise"]["diff_vs_good_ci_high"] == pytest.approx(-np.percentile(diff, 2.5), abs=1e-9)
+    good = np.array([r["abmil"] for r in reps])
+    diff = good - np.array([r["ghanet"] for r in reps])
+    assert got["abmil"]["c_index_ci_low"] == pytest.approx(np.percentile(good, 2.5), abs=1e-9)
+    assert got["abmil"]["c_index_ci_high"] == pytest.approx(np.percentile(good, 97.5), abs=1e-9)
+    assert got["abmil"]["diff_vs_ghanet_ci_low"] == pytest.approx(np.percentile(diff, 2.5), abs=1e-9)
+    assert got["ghanet"]["diff_vs_abmil_ci_high"] == pytest.approx(-np.percentile(diff, 2.5), abs=1e-9)
     p = min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean()))
-    assert got["good"]["diff_vs_noise_p"] == got["noise"]["diff_vs_good_p"] == pytest.approx(p)
+    assert got["abmil"]["diff_vs_ghanet_p"] == got["ghanet"]["diff_vs_abmil_p"] == pytest.approx(p)
     # the model that follows the hazard beats noise, clearly
-    assert got["good"]["diff_vs_noise"] > 0 and got["good"]["diff_vs_noise_ci_low"] > 0 and p < 0.05
-    assert got["good"]["n_paired_vs_noise"] == 38
+    assert got["abmil"]["diff_vs_ghanet"] > 0 and got["abmil"]["diff_vs_ghanet_ci_low"] > 0 and p < 0.05
+    assert got["abmil"]["n_paired_vs_ghanet"] == 38
     # every draw on one side: 1,000 resamples cannot tell p = 0 from p = 0.0004, so it reads < 1/B
     one_side = evaluate.paired_p(np.linspace(0.01, 0.2, evaluate.BOOTSTRAP))
     assert one_side == 0 and evaluate.format_p(one_side) == "< 0.001" and evaluate._p_text(one_side) == "< 0.001"
@@ -271,12 +274,12 @@ def test_pairs_are_compared_on_the_patients_both_scored_and_the_hazard_ratio_is_
     from lifelines import CoxPHFitter
 
     oof = _oof()
-    dropped = oof[~((oof.model == "noise") & oof.case_id.isin(["F0P1", "F1P2", "F1P3"]))]
-    got = evaluate.comparisons(dropped, ["good", "noise"])
-    assert got["good"]["n_paired_vs_noise"] == got["good"]["n_common"] == got["noise"]["n_common"] == 35
-    kept = [g[~g.case_id.isin(["F0P1", "F1P2", "F1P3"])] for _, g in oof[oof.model == "good"].groupby("fold")]
-    assert got["good"]["c_index_common"] == pytest.approx(evaluate.fold_mean_c_index(kept))
-    o = oof[oof.model == "good"].assign(group=lambda d: np.where(d.risk > d.risk.median(), "high", "low"))
+    dropped = oof[~((oof.model == "ghanet") & oof.case_id.isin(["F0P1", "F1P2", "F1P3"]))]
+    got = evaluate.comparisons(dropped, ["abmil", "ghanet"])
+    assert got["abmil"]["n_paired_vs_ghanet"] == got["abmil"]["n_common"] == got["ghanet"]["n_common"] == 35
+    kept = [g[~g.case_id.isin(["F0P1", "F1P2", "F1P3"])] for _, g in oof[oof.model == "abmil"].groupby("fold")]
+    assert got["abmil"]["c_index_common"] == pytest.approx(evaluate.fold_mean_c_index(kept))
+    o = oof[oof.model == "abmil"].assign(group=lambda d: np.where(d.risk > d.risk.median(), "high", "low"))
     hr, lo, hi = evaluate.hazard_ratio(o)
     cph = CoxPHFitter().fit(pd.DataFrame({"T": o.survival_months, "E": 1 - o.censorship,
                                           "high": (o.group == "high").astype(int)}), "T", "E")

@@ -13,6 +13,8 @@ from ghanet_pipeline.demo_plan import plan as demo_plan
 from ghanet_pipeline.demo_plan import plan_new as demo_plan_new
 from ghanet_pipeline.failures import failure_summary, job_warnings, read_failures
 from ghanet_pipeline.layouts import find_feature_file
+from ghanet_pipeline.models import REGISTRY
+from ghanet_pipeline.models import expand as expand_models
 from ghanet_pipeline.sheet import read_slides, slides_from_clinical, table_header
 from ghanet_pipeline.stamps import stamp_path
 
@@ -28,7 +30,7 @@ COHORT_FEATURES_DIR = FEATURES_IN or FEATURES_DIR  # where the training cohort's
 COHORT_DIR = f"{RESULTS}/cohort"
 MODELS_DIR = f"{RESULTS}/models"
 EVAL_DIR = f"{RESULTS}/evaluate"
-MODELS = config["train"]["models"]
+MODELS = expand_models(config["train"]["models"])  # set names (slide-only, all) -> registry names
 FOLDS = list(range(config["splits"]["folds"]))
 SHEET = f"{DEMO_DIR}/slides.csv" if USE_DEMO else config["cohort"]["slide_sheet"]  # none: features without slides
 CLINICAL = f"{DEMO_DIR}/clinical.csv" if USE_DEMO else config["cohort"]["clinical"]
@@ -47,23 +49,28 @@ def _has_omics(path):
 # but no omics (no signatures, or none of the table's columns) it is survival-only: slide models only
 HAS_OUTCOMES = bool(CLINICAL)
 HAS_GENOMICS = HAS_OUTCOMES and bool(SIGNATURES) and _has_omics(CLINICAL)
-OMICS_MODELS = ("ghanet", "snn")
 if HAS_OUTCOMES and not HAS_GENOMICS:
-    from ghanet_pipeline.config import load_schema
-
-    default_models = load_schema("config")["properties"]["train"]["properties"]["models"]["default"]
-    needs = [m for m in MODELS if m in OMICS_MODELS]
+    # a set (slide-only, all) takes what this cohort can train; a model named by itself must train
+    needs = [m for m in MODELS if REGISTRY[m].needs_omics]
+    named = [m for m in config["train"]["models"] if m in needs]
     why = "no cohort.signatures" if not SIGNATURES else f"no omic columns in {CLINICAL}"
-    if needs and MODELS != default_models:
-        raise ValueError(f"train.models lists {', '.join(needs)}, which need omics, and this cohort has none "
-                         f"({why}); set train.models: [abmil] or add the omics")
+    if named:
+        raise ValueError(f"train.models lists {', '.join(named)}, which need omics, and this cohort has none "
+                         f"({why}); set train.models: [slide-only] or add the omics")
     if needs:
-        print(f"survival-only cohort ({why}): training the slide-only model; skipped: {', '.join(needs)}",
+        print(f"survival-only cohort ({why}): training the models that need no omics; skipped: {', '.join(needs)}",
               file=sys.stderr)
-    MODELS = [m for m in MODELS if m not in OMICS_MODELS]
+    MODELS = [m for m in MODELS if m not in needs]
 GENES_SIGNATURES = SIGNATURES if HAS_GENOMICS else None  # none: the genes job writes the time bins only
-# the model that scores new patients: a survival-only cohort has no G-HANet to use
-PREDICT_MODEL = config["predict"]["model"] if config["predict"]["model"] in MODELS else "abmil"
+# the model that scores new patients: the configured one, else (a survival-only cohort has no
+# G-HANet) the first trained model that scores slides alone
+PREDICT_MODEL = (config["predict"]["model"] if config["predict"]["model"] in MODELS
+                 else next((m for m in MODELS if REGISTRY[m].predicts), None))
+# heatmaps need patch attention: TransMIL and DeepSets give none
+PREDICT_HEATMAPS = config["predict"]["heatmaps"] and bool(PREDICT_MODEL) and REGISTRY[PREDICT_MODEL].attention
+if config["predict"]["heatmaps"] and PREDICT_MODEL and not PREDICT_HEATMAPS:
+    print(f"predict heatmaps skipped: {PREDICT_MODEL} gives no patch attention (predict.model: a model with "
+          "attention, e.g. ghanet or abmil, draws them)", file=sys.stderr)
 
 
 def _slides():
@@ -161,11 +168,7 @@ DEPENDS = {
 }
 TRAIN_KEYS = ["train.epochs", "train.lr", "train.weight_decay", "train.grad_accum", "train.balanced_sampling",
               "train.scheduler", "train.seed", "train.inner_val_fraction"]
-MODEL_KEYS = {  # what sizes each model (workflow/schemas: model.hidden_dim and dropout size ABMIL too)
-    "ghanet": ["model.*", "train.recon_weight"],
-    "abmil": ["model.hidden_dim", "model.dropout"],
-    "snn": ["model.dropout"],
-}
+MODEL_KEYS = {name: list(spec.sized_by) for name, spec in REGISTRY.items()}  # what sizes each model
 
 
 def _keys(patterns):
@@ -385,8 +388,8 @@ def slide_patterns(**options):
 
 
 def train_features(wildcards):
-    """Every slide's features for the slide models; the SNN reads only genomics."""
-    return [] if wildcards.model == "snn" else [f"{FEATURES_DIR}/manifest.csv"]
+    """Every slide's features for the models that read slides; the SNNs read only genomics."""
+    return [f"{FEATURES_DIR}/manifest.csv"] if REGISTRY[wildcards.model].reads_slides else []
 
 
 def manifest_inputs(wildcards):
@@ -447,6 +450,8 @@ def all_targets():
         targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]
         if HEATMAPS:
             targets += [f"{RESULTS}/heatmaps/fold_{k}" for k in FOLDS]
-    if PREDICT_SLIDES:
+    if PREDICT_SLIDES and PREDICT_MODEL:
         targets.append(f"{PREDICT_DIR}/predictions.csv")
+    elif PREDICT_SLIDES:
+        print("prediction skipped: train.models has no model that scores slides alone", file=sys.stderr)
     return targets

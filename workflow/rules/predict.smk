@@ -12,7 +12,7 @@ rule predict:
         heatmaps=report(directory(f"{PREDICT_DIR}/heatmaps"), patterns=["gallery_{page}.jpg"],
                         caption="../report/predict_heatmaps.rst", category="Predictions",
                         labels={"page": "{page}"})
-        if config["predict"]["heatmaps"] else [],
+        if PREDICT_HEATMAPS else [],
     params:
         **depends_on("predict"),
         **depends_on("heatmaps"),  # how its heatmaps are drawn (recorded with or without them: cheap)
@@ -20,7 +20,7 @@ rule predict:
         models_dir=lambda wc, input: str(Path(input.models[0]).parent.parent),
         features_dir=lambda wc, input: FEATURES_DIR,  # derived: the features themselves are inputs
         # derived from the outputs: drawing heatmaps or not changes no prediction
-        heatmaps=lambda wc, output: f"--heatmaps-dir {output.heatmaps}" if config["predict"]["heatmaps"] else "",
+        heatmaps=lambda wc, output: f"--heatmaps-dir {output.heatmaps}" if PREDICT_HEATMAPS else "",
     conda:
         "../../envs/deep-learning.yaml"
     log:

@@ -33,7 +33,7 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{model}}_fold_{{fold}}.tsv"
     threads: 1
     resources:
-        gpu=lambda wc: 0 if wc.model == "snn" else 1,
+        gpu=lambda wc: 1 if REGISTRY[wc.model].reads_slides else 0,
         device="auto",
     shell:
         "python -m ghanet_pipeline train --model {wildcards.model} --fold {wildcards.fold} --patients {input.patients:q}"
