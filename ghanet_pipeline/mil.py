@@ -1,5 +1,6 @@
 """The comparison's other models, each written from its paper and its official code (read, not
-copied), with the survival output every model here shares: n_bins logits -> hazards, survival, risk.
+copied), with the survival output every model here shares: n_bins logits -> hazards, survival, risk;
+and, at the end, how each registry entry (`models.py`) is built and what loss it trains with.
 
 Slide-only: TransMIL, CLAM-SB, DSMIL, DeepSets, DeepAttnMISL. Genomics only: MCAT's SNN. Both:
 MCAT. Sizes follow each source at its defaults ("small"), with `dim` standing for the 512-wide
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import model as model_module
+from . import models
 from .model import _survival_outputs
 
 
@@ -269,3 +272,63 @@ class MCAT(nn.Module):
         out = _survival_outputs(self.classifier(self.mm(torch.cat(pooled, dim=1))))
         out["coattention"] = a_co[0]  # 6 x N, each family's weights over the patches
         return out
+
+
+# ------------------------------------------------------------------ registry entries -> networks, losses
+
+
+def _ghanet(mp: dict, d: models.Dims):
+    # without omics (ghanet_norecon on a survival-only cohort) the six family heads are never
+    # trained or read; one output each keeps the network otherwise the same
+    return model_module.GHANet(list(d.family_dims) or [1] * 6, in_dim=d.in_dim, dim=mp["hidden_dim"],
+                               heads=mp["heads"], head_dim=mp["head_dim"], n_bins=d.n_bins,
+                               topk_ratio=mp["topk_ratio"], dropout=mp["dropout"],
+                               share_attention=mp["share_attention"])
+
+
+def _build(cls_name: str, *, sized: bool = True, dropout: bool = True):
+    def build(mp: dict, d: models.Dims):
+        cls = globals().get(cls_name) or getattr(model_module, cls_name)  # ABMIL lives beside G-HANet
+        kw = {"dim": mp["hidden_dim"]} if sized else {}
+        if dropout:
+            kw["dropout"] = mp["dropout"]
+        return cls(d.in_dim, n_bins=d.n_bins, **kw)
+    return build
+
+
+def _snn(mp: dict, d: models.Dims):
+    return model_module.SNN(d.omic_dim, n_bins=d.n_bins, dropout=mp["dropout"])
+
+
+def _snn_mcat(mp: dict, d: models.Dims):
+    return SNNMCAT(d.all_omic_dim, n_bins=d.n_bins, dropout=mp["dropout"])
+
+
+def _mcat(mp: dict, d: models.Dims):
+    return MCAT(d.in_dim, list(d.family_sizes), dim=mp["hidden_dim"], n_bins=d.n_bins, dropout=mp["dropout"])
+
+
+BUILDERS = {
+    "ghanet": _ghanet, "ghanet_norecon": _ghanet, "abmil": _build("ABMIL"),
+    "transmil": _build("TransMIL", dropout=False), "clam_sb": _build("CLAMSB"),
+    "dsmil": _build("DSMIL", sized=False, dropout=False), "deepsets": _build("DeepSets"),
+    "deepattnmisl": _build("DeepAttnMISL"), "snn": _snn, "snn_mcat": _snn_mcat, "mcat": _mcat,
+}
+
+
+def build(name: str, model_params: dict, dims: models.Dims) -> nn.Module:
+    """The entry's network, sized by the config's `model` section and the fold's dims."""
+    return BUILDERS[models.spec(name).name](model_params, dims)
+
+
+def loss(name: str, out: dict, y, c, targets: list, recon_weight: float) -> tuple:
+    """(total, survival term, reconstruction terms) of one patient, by the entry's loss."""
+    kind = models.spec(name).loss
+    if kind == "ghanet":
+        total, surv, recon = model_module.ghanet_loss(out, y, c, targets, recon_weight)
+        return total, surv, [r.item() for r in recon]
+    surv = model_module.nll_survival_loss(out["hazards"], out["survival"], y, c)
+    if kind == "dsmil":  # DSMIL: half the bag's loss, half the max-pooled instances'
+        m = _survival_outputs(out["max_logits"])
+        return 0.5 * surv + 0.5 * model_module.nll_survival_loss(m["hazards"], m["survival"], y, c), surv, []
+    return surv, surv, []

@@ -7,7 +7,7 @@ table), its group in the comparison and its published source. Training, evaluati
 heatmaps use the entry, never the model's name.
 
 Light on purpose: the workflow's Snakemake environment imports this module (names, groups, keys),
-so torch and the architectures are imported only when a model is built.
+so it holds data only; `mil.build` builds an entry's network and `mil.loss` gives its loss.
 """
 
 from __future__ import annotations
@@ -67,46 +67,6 @@ class ModelSpec:
         return self.reads_omics or self.targets
 
 
-def _ghanet(mp: dict, d: Dims):
-    from .model import GHANet
-
-    # without omics (ghanet_norecon on a survival-only cohort) the six family heads are never
-    # trained or read; one output each keeps the network otherwise the same
-    return GHANet(list(d.family_dims) or [1] * 6, in_dim=d.in_dim, dim=mp["hidden_dim"], heads=mp["heads"],
-                  head_dim=mp["head_dim"], n_bins=d.n_bins, topk_ratio=mp["topk_ratio"],
-                  dropout=mp["dropout"], share_attention=mp["share_attention"])
-
-
-def _build(cls_name: str, *, sized: bool = True, dropout: bool = True, module: str = "mil"):
-    def build(mp: dict, d: Dims):
-        import importlib
-
-        cls = getattr(importlib.import_module(f"ghanet_pipeline.{module}"), cls_name)
-        kw = {"dim": mp["hidden_dim"]} if sized else {}
-        if dropout:
-            kw["dropout"] = mp["dropout"]
-        return cls(d.in_dim, n_bins=d.n_bins, **kw)
-    return build
-
-
-def _snn(mp: dict, d: Dims):
-    from .model import SNN
-
-    return SNN(d.omic_dim, n_bins=d.n_bins, dropout=mp["dropout"])
-
-
-def _snn_mcat(mp: dict, d: Dims):
-    from .mil import SNNMCAT
-
-    return SNNMCAT(d.all_omic_dim, n_bins=d.n_bins, dropout=mp["dropout"])
-
-
-def _mcat(mp: dict, d: Dims):
-    from .mil import MCAT
-
-    return MCAT(d.in_dim, list(d.family_sizes), dim=mp["hidden_dim"], n_bins=d.n_bins, dropout=mp["dropout"])
-
-
 GHANET_KEYS = ("model.*", "train.recon_weight")
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("ghanet", "G-HANet", SLIDE_ONLY, ("bag",), sized_by=GHANET_KEYS, attention=True,
@@ -149,12 +109,6 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
               source="Chen et al., ICCV 2021; github.com/mahmoodlab/MCAT (models/model_coattn.py, MCAT_Surv)",
               question="the multimodal bound: slides and the six families at inference"),
 ]}
-BUILDERS = {
-    "ghanet": _ghanet, "ghanet_norecon": _ghanet, "abmil": _build("ABMIL", module="model"),
-    "transmil": _build("TransMIL", dropout=False), "clam_sb": _build("CLAMSB"),
-    "dsmil": _build("DSMIL", sized=False, dropout=False), "deepsets": _build("DeepSets"),
-    "deepattnmisl": _build("DeepAttnMISL"), "snn": _snn, "snn_mcat": _snn_mcat, "mcat": _mcat,
-}
 NAMES = tuple(REGISTRY)
 SLIDE_ONLY_SET = tuple(n for n, s in REGISTRY.items() if s.group == SLIDE_ONLY)
 # what train.models may name besides the models: the slide-only set, or every model
@@ -178,24 +132,5 @@ def expand(names: list[str]) -> list[str]:
     return list(out)
 
 
-def build(name: str, model_params: dict, dims: Dims):
-    return BUILDERS[spec(name).name](model_params, dims)
-
-
 def label(name: str) -> str:
     return REGISTRY[name].label if name in REGISTRY else name
-
-
-def loss(name: str, out: dict, y, c, targets: list, recon_weight: float) -> tuple:
-    """(total, survival term, reconstruction terms) of one patient, by the entry's loss."""
-    from .model import _survival_outputs, ghanet_loss, nll_survival_loss
-
-    kind = spec(name).loss
-    if kind == "ghanet":
-        total, surv, recon = ghanet_loss(out, y, c, targets, recon_weight)
-        return total, surv, [r.item() for r in recon]
-    surv = nll_survival_loss(out["hazards"], out["survival"], y, c)
-    if kind == "dsmil":  # DSMIL: half the bag's loss, half the max-pooled instances'
-        m = _survival_outputs(out["max_logits"])
-        return 0.5 * surv + 0.5 * nll_survival_loss(m["hazards"], m["survival"], y, c), surv, []
-    return surv, surv, []

