@@ -1,6 +1,6 @@
-"""G-HANet vs ABMIL vs SNN on a demo cohort: mean held-out C-index over the folds, for several seeds.
+"""The configured models (or --models) on a demo cohort: mean held-out C-index over the folds, for several seeds.
 
-    python benchmarks/bench_demo_models.py --results results [--seeds 0 1 2] [--jobs 2]
+    python benchmarks/bench_demo_models.py --results results [--seeds 0 1 2] [--jobs 2] [--models ghanet abmil]
 
 Reads the features and clinical table of a finished demo run (`snakemake --cores 2`), then for
 each seed redraws the folds (splits.seed) and the training randomness (train.seed), reruns gene
@@ -47,18 +47,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out/demo_models")
+    ap.add_argument("--models", nargs="+", default=None, help="registry names (default: the config's train.models)")
     a = ap.parse_args()
 
     import pandas as pd
 
     from ghanet_pipeline import evaluate, genes, splits
     from ghanet_pipeline.config import load_config
+    from ghanet_pipeline.models import expand
     from ghanet_pipeline.sheet import read_slides
 
     cfg = load_config(REPO / "config.yaml")
     demo = a.results / "demo"
     slide_cases = {sid: r["case_id"] for sid, r in read_slides(demo / "slides.csv").items()}
-    models, k = cfg["train"]["models"], cfg["splits"]["folds"]
+    models, k = a.models or expand(cfg["train"]["models"]), cfg["splits"]["folds"]
     tasks = []
     for seed in a.seeds:
         out = a.out / f"seed_{seed}"

@@ -94,7 +94,9 @@ def main():
         mine = {r["n"]: r for r in rows if r["model"] == name}
         cells = [f"{mine[k]['step_s_median'] * 1e3:.0f} ms, {mine[k]['peak_step_mb']:.0f} MB" if k in mine else "-"
                  for k in (args.sizes if models.spec(name).reads_slides else [0])]
-        print(f"| {name} | " + " | ".join(cells + ["(no bag)"] * (len(args.sizes) - len(cells))) + " |")
+        if not models.spec(name).reads_slides:  # one omic vector a step, whatever the slides
+            cells = [cells[0] + " (no bag: omics)"] + ["-"] * (len(args.sizes) - 1)
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()

@@ -358,11 +358,15 @@ def _with_geometry(part: dict, row: dict, cfg: dict) -> None:
 
 
 def cmd_heatmaps(args) -> None:
-    from . import features, heatmap, splits, train
+    from . import features, heatmap, models, splits, train
 
     cfg = _sections(args)
     settings = heatmap.Settings.of(cfg["heatmap"])
     ckpt = train.load_checkpoint(args.model)
+    if not models.spec(ckpt["model"]).attention:
+        able = ", ".join(n for n, s in models.REGISTRY.items() if s.attention)
+        raise GhanetError(f"{args.model} is a {ckpt['model']} model, which gives no patch attention; "
+                          f"heatmaps are drawn by {able}")
     _, val_ids = splits.read_fold(args.fold_csv)
     patients = splits.read_patients(args.patients)
     rows = read_slides(args.slide_sheet)

@@ -9,7 +9,7 @@ reconstructed from the held-out slides (Pearson r over patients x features).
 
 Uncertainty: the C-index's 95% interval is a bootstrap of the statistic the table reports (the
 mean over folds of each held-out fold's C-index), with patients resampled within each fold; each
-pair of models is compared on the patients both scored, with the same resamples for both (a
+pair of models is compared on the patients every model scored, with the same resamples for both (a
 paired bootstrap of the difference: its 95% interval and a two-sided bootstrap p-value). The
 hazard ratio of high vs low risk comes from a Cox model on the group (lifelines).
 
@@ -189,7 +189,7 @@ def reference_pairs(models: list[str]) -> list[tuple[str, str]]:
 
 def comparisons(oof: pd.DataFrame, models: list[str]) -> dict[str, dict]:
     """Per model: its C-index interval; per pair (`reference_pairs`): the paired difference on the
-    patients both scored."""
+    patients every model scored, so that every row's difference is on the same patients."""
     rows = {m: {} for m in models}
     for m in models:
         lo, hi = _interval(bootstrap_c_index(_by_fold(oof, m), ["risk"])[:, 0])
@@ -202,7 +202,7 @@ def comparisons(oof: pd.DataFrame, models: list[str]) -> dict[str, dict]:
     for a, b in reference_pairs(models):
         folds = []
         for fa, fb in zip(_by_fold(oof, a), _by_fold(oof, b)):
-            both = fa.index.intersection(fb.index)
+            both = fa.index.intersection(fb.index).intersection(list(common))  # one set for every row
             folds.append(fa.loc[both, ["survival_months", "censorship"]].assign(
                 a=fa.loc[both, "risk"], b=fb.loc[both, "risk"]))
         reps = bootstrap_c_index(folds, ["a", "b"])
@@ -382,7 +382,8 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
     axes[1].invert_yaxis()
     fig.suptitle(f"Out-of-fold C-index: bootstrap over patients ({BOOTSTRAP} resamples within folds)")
     fig.tight_layout()
-    fig.subplots_adjust(right=0.72, hspace=0.6)  # room for the numbers right of each panel
+    # room for the numbers right of each panel; about an inch between the panels at any height
+    fig.subplots_adjust(right=0.72, hspace=min(0.6, 1.1 / max((fig.get_figheight() - 1.5) / 2, 0.1)))
     plots.save_figure(fig, path)
 
 

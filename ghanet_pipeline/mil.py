@@ -18,7 +18,7 @@ from torch import nn
 
 from . import model as model_module
 from . import models
-from .model import _survival_outputs
+from .model import survival_outputs
 
 
 def _check_bag(x: torch.Tensor) -> None:
@@ -87,7 +87,7 @@ class TransMIL(nn.Module):
         grid = grid + sum(conv(grid) for conv in self.ppeg)
         h = torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)
         h = h + self.attn2(self.norm2(h))
-        return _survival_outputs(self.classifier(self.norm(h)[:, 0]))
+        return survival_outputs(self.classifier(self.norm(h)[:, 0]))
 
 
 class CLAMSB(nn.Module):
@@ -109,7 +109,7 @@ class CLAMSB(nn.Module):
         _check_bag(x)
         h = self.fc(x)
         a = self.attention(h).T.softmax(dim=-1)  # 1 x N
-        out = _survival_outputs(self.classifier(a @ h))
+        out = survival_outputs(self.classifier(a @ h))
         out["morphology_attention"] = a
         return out
 
@@ -137,7 +137,7 @@ class DSMIL(nn.Module):
         q_crit = self.q(x[c.argmax(dim=0)])  # C x 128: each output's critical patch
         a = ((q @ q_crit.T) / math.sqrt(q.shape[1])).softmax(dim=0)  # N x C
         b = a.T @ x  # C x D
-        out = _survival_outputs(self.fcc(b.unsqueeze(0)).view(1, -1))
+        out = survival_outputs(self.fcc(b.unsqueeze(0)).view(1, -1))
         out["max_logits"] = c.max(dim=0).values.view(1, -1)
         out["morphology_attention"] = a.mean(dim=1).view(1, -1)  # each column sums to 1, so does the mean
         return out
@@ -156,7 +156,7 @@ class DeepSets(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         _check_bag(x)
-        return _survival_outputs(self.classifier(self.rho(self.phi(x).sum(dim=0, keepdim=True))))
+        return survival_outputs(self.classifier(self.rho(self.phi(x).sum(dim=0, keepdim=True))))
 
 
 class DeepAttnMISL(nn.Module):
@@ -204,7 +204,7 @@ class DeepAttnMISL(nn.Module):
                   else x.new_zeros(self.dim) for k in range(self.n_clusters)]
         h = self.fc(torch.stack(pooled))  # K x dim
         a = self.attention(h).T.softmax(dim=-1)  # 1 x K
-        out = _survival_outputs(self.classifier(self.rho(a @ h)))
+        out = survival_outputs(self.classifier(self.rho(a @ h)))
         # a patch's share: its cluster's weight split evenly over the cluster's patches
         sizes = torch.bincount(clusters, minlength=self.n_clusters).clamp(min=1).to(a.dtype)
         out["morphology_attention"] = (a[0] / sizes)[clusters].view(1, -1)
@@ -226,7 +226,7 @@ class SNNMCAT(nn.Module):
         _lecun_init(self)
 
     def forward(self, omics: torch.Tensor) -> dict:
-        return _survival_outputs(self.classifier(self.net(omics.view(1, -1))))
+        return survival_outputs(self.classifier(self.net(omics.view(1, -1))))
 
 
 class MCAT(nn.Module):
@@ -269,7 +269,7 @@ class MCAT(nn.Module):
                 (h_omic, self.omic_transformer, self.omic_attention, self.omic_rho)):
             t = transformer(seq).squeeze(1)  # 6 x w
             pooled.append(rho(attention(t).T.softmax(dim=-1) @ t))
-        out = _survival_outputs(self.classifier(self.mm(torch.cat(pooled, dim=1))))
+        out = survival_outputs(self.classifier(self.mm(torch.cat(pooled, dim=1))))
         out["coattention"] = a_co[0]  # 6 x N, each family's weights over the patches
         return out
 
@@ -329,6 +329,6 @@ def loss(name: str, out: dict, y, c, targets: list, recon_weight: float) -> tupl
         return total, surv, [r.item() for r in recon]
     surv = model_module.nll_survival_loss(out["hazards"], out["survival"], y, c)
     if kind == "dsmil":  # DSMIL: half the bag's loss, half the max-pooled instances'
-        m = _survival_outputs(out["max_logits"])
+        m = survival_outputs(out["max_logits"])
         return 0.5 * surv + 0.5 * model_module.nll_survival_loss(m["hazards"], m["survival"], y, c), surv, []
     return surv, surv, []

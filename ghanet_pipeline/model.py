@@ -129,7 +129,7 @@ class GHANet(nn.Module):
         f = (y + r) / 2
         f = self.mhsa(f, f)[0] + f
         f = self.ff3(self.ln_ff3(f)) + f
-        out = _survival_outputs(self.classifier(self.compress(f).reshape(1, -1)))
+        out = survival_outputs(self.classifier(self.compress(f).reshape(1, -1)))
         out.update(reconstructions=recon, morphology_attention=e1, family_attention=e2, family_logits=m)
         return out
 
@@ -163,7 +163,7 @@ def ghanet_loss(out: dict, y, c, targets: list[torch.Tensor], recon_weight: floa
     return surv + recon_weight * torch.stack(recon).sum(), surv, recon
 
 
-def _survival_outputs(logits: torch.Tensor) -> dict:
+def survival_outputs(logits: torch.Tensor) -> dict:
     hazards = torch.sigmoid(logits)
     surv = torch.cumprod(1 - hazards, dim=1)
     return {"logits": logits, "hazards": hazards, "survival": surv, "risk": -surv.sum(dim=1)}
@@ -186,7 +186,7 @@ class ABMIL(nn.Module):
             raise ValueError(f"expected a non-empty N x D bag of patch features, got {tuple(x.shape)}")
         h = self.embed(x)
         a = self.att_c(self.att_a(h) * self.att_b(h)).T.softmax(dim=-1)  # 1 x N
-        out = _survival_outputs(self.classifier(self.rho(a @ h)))
+        out = survival_outputs(self.classifier(self.rho(a @ h)))
         out["morphology_attention"] = a
         return out
 
@@ -206,4 +206,4 @@ class SNN(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, omics: torch.Tensor) -> dict:
-        return _survival_outputs(self.classifier(self.net(omics.view(1, -1))))
+        return survival_outputs(self.classifier(self.net(omics.view(1, -1))))

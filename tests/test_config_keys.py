@@ -508,7 +508,8 @@ def _commands(plan: str, rule: str) -> list[str]:
 
 @covers("slides_per_job", "results_dir", "demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px",
         "extract.write_pt", "train.models", "evaluate.heatmaps", "cohort.default_mpp", "predict.slide_sheet",
-        "predict.model", "predict.heatmaps", "cohort.slide_sheet", "cohort.clinical", "cohort.signatures")
+        "predict.model", "predict.heatmaps", "cohort.slide_sheet", "cohort.clinical", "cohort.signatures",
+        "evaluate.heatmap_model")
 def test_workflow_keys(tmp_path):
     """What the Snakefile makes of its keys: which jobs, which files, which arguments (dry runs)."""
     new = tmp_path / "new.csv"
@@ -534,7 +535,8 @@ def test_workflow_keys(tmp_path):
     changed = dict(TINY_DEMO, results_dir="out", demo=dict(patients=5, seed=4, level0_mpp=0.25, width_px=1100,
                                                            height_px=1200),
                    extract={"write_pt": True}, train=dict(TINY_DEMO["train"], models=["ghanet", "abmil"]),
-                   evaluate={"heatmaps": True}, cohort={"default_mpp": 0.5}, predict={"slide_sheet": str(new)})
+                   evaluate={"heatmaps": True, "heatmap_model": "abmil"}, cohort={"default_mpp": 0.5},
+                   predict={"slide_sheet": str(new)})
     plan = _plan(tmp_path / "b", changed)
     assert "results/" not in plan and "out/features/" in plan
     assert "rule demo_new_patients" not in plan  # a predict sheet replaces the demo's new patients
@@ -545,6 +547,7 @@ def test_workflow_keys(tmp_path):
     assert len(_commands(plan, "extract")) == len(slides) == len(_commands(plan, "export-pt"))
     assert {c.split("--model ")[1].split()[0] for c in _commands(plan, "train")} == {"ghanet", "abmil"}
     assert "rule heatmaps" in plan
+    assert all("--model out/models/abmil/fold_" in c for c in _commands(plan, "heatmaps"))  # its attention
     (pcmd,) = _commands(plan, "predict")
     assert "--models-dir out/models/ghanet" in pcmd and "--heatmaps-dir" in pcmd and str(new) in pcmd
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY_DEMO, snakemake, write_config
-from ghanet_pipeline import evaluate, formats, mil, models, predict, splits, train
+from conftest import REPO, TINY_DEMO, error_line, ghanet_in_process, snakemake, write_config
+from ghanet_pipeline import evaluate, formats, genes, mil, models, predict, splits, train
+from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.errors import GhanetError
 from test_train import FAMILIES, TOY_ATTRS, make_fold, sections
 
@@ -62,6 +63,8 @@ def test_the_registry_is_what_the_schema_and_the_readme_offer():
     assert train_enum == list(models.NAMES) + list(models.SETS)
     assert schema["properties"]["predict"]["properties"]["model"]["enum"] == [
         n for n, s in models.REGISTRY.items() if s.predicts]
+    assert schema["properties"]["evaluate"]["properties"]["heatmap_model"]["enum"] == [
+        n for n, s in models.REGISTRY.items() if s.attention]
     readme = (REPO / "README.md").read_text()
     for name, s in models.REGISTRY.items():
         assert s.source and s.question and s.group in models.GROUPS
@@ -122,8 +125,8 @@ def test_dsmil_attends_from_each_outputs_critical_patch():
     np.testing.assert_allclose(_np(out["morphology_attention"])[0], a.mean(axis=1), rtol=1e-9)
     # its loss: half the bag's NLL, half the max-pooled instances'
     y, cens = torch.tensor([2]), torch.tensor([0.0])
-    from ghanet_pipeline.model import _survival_outputs, nll_survival_loss
-    mx = _survival_outputs(out["max_logits"])
+    from ghanet_pipeline.model import survival_outputs, nll_survival_loss
+    mx = survival_outputs(out["max_logits"])
     total = mil.loss("dsmil", out, y, cens, [], 0.3)[0]
     assert float(total) == pytest.approx(0.5 * float(nll_survival_loss(out["hazards"], out["survival"], y, cens))
                                          + 0.5 * float(nll_survival_loss(mx["hazards"], mx["survival"], y, cens)))
@@ -206,14 +209,18 @@ def test_mcats_snn_is_four_blocks_on_every_omic_column():
 
 
 def _train_all(root, names, folds=(0, 1), **overrides):
+    """Each fold as the workflow makes it: the split, then the genes stage (its selection, with each
+    family's columns for MCAT, and its scaler), then every model."""
+    pd.DataFrame({"Oncogenes": ["O1", "O2"], "Tumor Suppressor Genes": ["T1", None]}).to_csv(
+        root / "signatures.csv", index=False)
     for k in folds:
-        make_fold(root, n=14, fold=k)  # rewrites the fold's split, selection and scaler
-        sel = json.loads((root / "selection.json").read_text())
-        sel["family_columns"] = {"Oncogenes": ["O1_rnaseq", "O2_cnv"], "Tumor Suppressor Genes": ["T1_rnaseq"]}
-        (root / "selection.json").write_text(json.dumps(sel))
+        make_fold(root, n=14, fold=k)  # rewrites the fold's split
+        genes.run(root / "patients.csv.gz", root / f"fold_{k}.csv", root / "signatures.csv",
+                  validate_config({})["genes"], {"n_bins": 2, "fit_on": "train"}, out_dir=root / f"genes_{k}", fold=k)
         for name in names:
             res = train.run(name, k, patients_csv=root / "patients.csv.gz", fold_csv=root / f"fold_{k}.csv",
-                            selection_json=root / "selection.json", scaler_csv=root / "scaler.csv",
+                            selection_json=root / f"genes_{k}/selection.json",
+                            scaler_csv=root / f"genes_{k}/scaler.csv",
                             features_dir=root / "features", sections=sections(**overrides),
                             out_dir=root / "models" / name / f"fold_{k}", device="cpu", threads=1)
             assert res["epochs"] == 3
@@ -228,6 +235,9 @@ def test_every_entry_trains_is_evaluated_and_predicts_if_it_can(tmp_path):
     assert list(table.group) == ["slide-only"] * 8 + ["genomics-only"] * 2 + ["multimodal"]
     assert table.c_index_mean.notna().all() and (table.folds == 2).all()
     t = table.set_index("model")
+    # MCAT reads every column of each family (the genes stage's record), its SNN every omic column
+    mcat = torch.load(tmp_path / "models/mcat/fold_0/model.pt", weights_only=False)["model_args"]
+    assert mcat["family_sizes"] == [2, 1] and mcat["all_omic_dim"] == 3
     for name in models.NAMES:
         assert name == "ghanet" or np.isfinite(t.at[name, "diff_vs_ghanet"])
         assert name == "abmil" or np.isfinite(t.at[name, "diff_vs_abmil"])
@@ -251,6 +261,14 @@ def test_every_entry_trains_is_evaluated_and_predicts_if_it_can(tmp_path):
         bag = torch.from_numpy(train.read_bag(tmp_path / "features", ["P00-S1", "P00-S2"], "P00")[0])
         with torch.no_grad():
             assert float(ckpts[1]["module"](bag)["risk"][0]) == pytest.approx(risks.at["P00", "risk"], rel=1e-5)
+    # heatmaps need patch attention: a model without any is refused in one line, naming those with it
+    proc = ghanet_in_process("heatmaps", "--model", tmp_path / "models/transmil/fold_0/model.pt", "--fold-csv",
+                             tmp_path / "fold_0.csv", "--patients", tmp_path / "patients.csv.gz", "--slide-sheet",
+                             tmp_path / "none.csv", "--features-dir", tmp_path / "features", "--params", "{}",
+                             "--out-dir", tmp_path / "hm")
+    assert error_line(proc).endswith(
+        f"{tmp_path}/models/transmil/fold_0/model.pt is a transmil model, which gives no patch attention; "
+        "heatmaps are drawn by ghanet, ghanet_norecon, abmil, clam_sb, dsmil, deepattnmisl")
 
 
 def _signal_cohort(root, n=60, dim=16, seed=0):

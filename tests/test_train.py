@@ -289,7 +289,7 @@ def test_bootstrap_intervals_and_paired_differences_match_a_direct_computation()
     assert evaluate.format_p(0.001) == "0.001" and evaluate.format_p(float("nan")) == ""
 
 
-def test_pairs_are_compared_on_the_patients_both_scored_and_the_hazard_ratio_is_cox():
+def test_pairs_are_compared_on_the_patients_every_model_scored_and_the_hazard_ratio_is_cox():
     from lifelines import CoxPHFitter
 
     oof = _oof()
@@ -298,6 +298,12 @@ def test_pairs_are_compared_on_the_patients_both_scored_and_the_hazard_ratio_is_
     assert got["abmil"]["n_paired_vs_ghanet"] == got["abmil"]["n_common"] == got["ghanet"]["n_common"] == 35
     kept = [g[~g.case_id.isin(["F0P1", "F1P2", "F1P3"])] for _, g in oof[oof.model == "abmil"].groupby("fold")]
     assert got["abmil"]["c_index_common"] == pytest.approx(evaluate.fold_mean_c_index(kept))
+    # a third model that left out another patient: every difference is on the patients all three scored
+    third = oof[(oof.model == "abmil") & (oof.case_id != "F0P4")].assign(model="deepsets")
+    got = evaluate.comparisons(pd.concat([dropped, third]), ["abmil", "ghanet", "deepsets"])
+    assert got["abmil"]["n_paired_vs_ghanet"] == got["deepsets"]["n_paired_vs_ghanet"] == 34
+    assert got["deepsets"]["n_paired_vs_abmil"] == 34 and got["deepsets"]["diff_vs_abmil"] == 0
+    assert "diff_vs_deepsets" not in got["abmil"] and "diff_vs_deepsets" not in got["ghanet"]
     o = oof[oof.model == "abmil"].assign(group=lambda d: np.where(d.risk > d.risk.median(), "high", "low"))
     hr, lo, hi = evaluate.hazard_ratio(o)
     cph = CoxPHFitter().fit(pd.DataFrame({"T": o.survival_months, "E": 1 - o.censorship,

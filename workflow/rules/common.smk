@@ -411,8 +411,9 @@ def manifest_source(wildcards, input):
 
 
 # heatmaps of held-out patients need their slides (and coords): features given without a sheet have none
-HEATMAPS = "ghanet" in MODELS and config["evaluate"]["heatmaps"] and bool(SHEET)
-if "ghanet" in MODELS and config["evaluate"]["heatmaps"] and not SHEET:
+HEATMAP_MODEL = config["evaluate"]["heatmap_model"]  # whose attention (a registry entry with attention)
+HEATMAPS = HEATMAP_MODEL in MODELS and config["evaluate"]["heatmaps"] and bool(SHEET)
+if HEATMAP_MODEL in MODELS and config["evaluate"]["heatmaps"] and not SHEET:
     print("heatmaps skipped: the cohort is given as features without a slide sheet (cohort.slide_sheet "
           "names the slides to draw them on)", file=sys.stderr)
 

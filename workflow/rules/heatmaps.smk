@@ -1,10 +1,10 @@
-# Attention heatmaps of each fold's held-out patients, drawn by that fold's G-HANet
-# (logic: ghanet_pipeline/heatmap.py).
+# Attention heatmaps of each fold's held-out patients, drawn by that fold's model of
+# evaluate.heatmap_model, G-HANet by default (logic: ghanet_pipeline/heatmap.py).
 
 
 rule heatmaps:
     input:
-        model=f"{MODELS_DIR}/ghanet/fold_{{fold}}/model.pt",
+        model=f"{MODELS_DIR}/{HEATMAP_MODEL}/fold_{{fold}}/model.pt",
         fold=f"{COHORT_DIR}/fold_{{fold}}.csv",
         patients=f"{COHORT_DIR}/patients.csv.gz",
         sheet=SHEET or [],
