@@ -112,6 +112,7 @@ TABLE = {
     "train.patience": (3, NOTHING),  # no early stopping without an inner split
     "evaluate.risk_groups": ("tertiles", AFTER_TRAIN),
     "evaluate.heatmaps": (True, {"heatmaps": 2}),
+    "evaluate.heatmap_model": ("abmil", NOTHING),  # held-out heatmaps are off here: nothing to redraw
     "predict.slide_sheet": ("new2.csv", {"segment": 1, "tile": 1, "extract": 1, "slide_report": 1, "predict": 1}),
     "predict.model": ("abmil", {"predict": 1}),
     "predict.allow_other_mpp": (True, {"predict": 1}),

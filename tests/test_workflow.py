@@ -165,7 +165,8 @@ def test_a_cohort_trains_on_the_slides_that_succeed(tmp_path):
     cfg = _config(tmp_path, {
         "cohort": {"slide_sheet": "slides.csv", "clinical": "clinical.csv", "signatures": "signatures.csv",
                    "on_slide_error": "skip", "max_lost_fraction": 0.2},
-        "splits": {"folds": 2}, "labels": {"n_bins": 2}, "train": {"epochs": 1, "grad_accum": 2},
+        "splits": {"folds": 2}, "labels": {"n_bins": 2},
+        "train": {"epochs": 1, "grad_accum": 2, "models": ["ghanet", "abmil", "snn"]},
         "evaluate": {"heatmaps": False}, "predict": {"slide_sheet": "new.csv", "heatmaps": False}})
     proc = snakemake(tmp_path, configfile=cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
