@@ -7,7 +7,11 @@ as 10 / mpp) describe that same read: `patch_size` pixels at the magnification o
 which is the tiling's target whenever a level has it. The grid is
 anchored at the slide origin (so pieces never get overlapping tiles), and a tile is kept when the
 tissue polygons (holes excluded) cover at least `min_coverage` of it. Coverage is computed by
-rasterising the polygons at 16 x 16 samples per tile and averaging blocks, vectorised.
+rasterising the polygons at 16 x 16 samples per tile and averaging blocks, vectorised. The
+rasterisation is a scanline fill (each sample row's edge crossings, then the runs between them),
+which gives scikit-image's `draw.polygon` pixel set exactly, samples on an edge included, at
+a cost that grows with the outline's crossings instead of its bounding box x its vertices
+(a 12,000-vertex outline: 35 ms instead of 3.4 s).
 """
 
 from __future__ import annotations
@@ -17,12 +21,60 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage import draw
 
 from . import formats, wsi
 from .errors import GhanetError
 
 SAMPLES_PER_TILE = 16
+
+
+def _row_crossings(xs: np.ndarray, ys: np.ndarray, h: int, closed: bool, tol: float = 0.0) -> tuple:
+    """(row, x) of each crossing of the ring's edges with the sample rows 0..h-1: rows in [lo, hi)
+    of each non-horizontal edge (a vertex on a row counts once: the even-odd fill), or with
+    `closed` rows in [lo - tol, hi + tol] (the candidates for samples on the ring)."""
+    xj, yj = np.roll(xs, 1), np.roll(ys, 1)
+    lo, hi = np.minimum(ys, yj), np.maximum(ys, yj)
+    start, stop = (np.ceil(lo - tol), np.floor(hi + tol) + 1) if closed else (np.ceil(lo), np.ceil(hi))
+    start = np.maximum(start, 0).astype(np.int64)
+    n = np.where(lo < hi, np.maximum(np.minimum(stop, h).astype(np.int64) - start, 0), 0)
+    e = np.repeat(np.arange(len(xs)), n)
+    y = start[e] + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+    # the crossing as point-in-polygon tests write it, from the edge's vertex i towards i - 1
+    x = xs[e] + (xj[e] - xs[e]) * (y - ys[e]) / (yj[e] - ys[e])
+    return y, x
+
+
+def _fill_ring(mask: np.ndarray, xs: np.ndarray, ys: np.ndarray, value: bool, tol: float = 1e-6) -> None:
+    """Set the samples (integer centres) inside the ring to `value`: skimage.draw.polygon's set.
+    Samples clear of the outline by more than `tol` follow the even-odd rule on their row's
+    crossings; the few within `tol` of it (on an edge or a vertex, where the rule's ties decide) are
+    classified by scikit-image's own point test, which counts them as draw.polygon does."""
+    from skimage.measure import points_in_poly
+
+    h, w = mask.shape
+    inside = np.zeros((h, w), bool)
+    y, x = _row_crossings(xs, ys, h, closed=False)
+    if len(y):  # each row has an even number of crossings: consecutive pairs bound the runs inside
+        order = np.lexsort((x, y))
+        y, x = y[order].reshape(-1, 2)[:, 0], x[order].reshape(-1, 2)
+        runs = np.zeros((h, w + 1), np.int32)
+        np.add.at(runs, (y, np.clip(np.ceil(x[:, 0]), 0, w).astype(np.int64)), 1)
+        np.add.at(runs, (y, np.clip(np.ceil(x[:, 1]), 0, w).astype(np.int64)), -1)
+        inside = np.cumsum(runs[:, :w], axis=1) > 0
+    yb, xb = _row_crossings(xs, ys, h, closed=True, tol=tol)
+    on = np.abs(xb - np.round(xb)) <= tol
+    near = [np.stack([yb[on], np.round(xb[on])], axis=1)]
+    xj, yj = np.roll(xs, 1), np.roll(ys, 1)
+    flat = (ys == yj) & (np.abs(ys - np.round(ys)) <= tol)  # horizontal edges on a sample row
+    for row, a, b in zip(np.round(ys[flat]), np.minimum(xs, xj)[flat], np.maximum(xs, xj)[flat]):
+        cols = np.arange(np.ceil(a - tol), np.floor(b + tol) + 1)
+        near.append(np.stack([np.full(len(cols), row), cols], axis=1))
+    near = np.concatenate(near).astype(np.int64)
+    near = near[(near[:, 0] >= 0) & (near[:, 0] < h) & (near[:, 1] >= 0) & (near[:, 1] < w)]
+    if len(near):
+        near = np.unique(near, axis=0)
+        inside[near[:, 0], near[:, 1]] = points_in_poly(near[:, ::-1].astype(float), np.stack([xs, ys], axis=1))
+    mask[inside] = value
 
 
 def _coverage(polygons, nx: int, ny: int, patch_size_level0: int) -> np.ndarray:
@@ -33,10 +85,9 @@ def _coverage(polygons, nx: int, ny: int, patch_size_level0: int) -> np.ndarray:
 
     def fill(ring, value):
         # sample i covers [i, i+1) and counts when its centre is inside the ring: shifting by half
-        # a sample puts centres on integers, which skimage tests exactly (cv2 rounds edges outwards)
-        uv = ring * scale - 0.5
-        rr, cc = draw.polygon(uv[:, 1], uv[:, 0], mask.shape)
-        mask[rr, cc] = value
+        # a sample puts centres on integers, which the fill tests exactly (cv2 rounds edges outwards)
+        uv = np.asarray(ring, np.float64) * scale - 0.5
+        _fill_ring(mask, uv[:, 0], uv[:, 1], value)
 
     for rings in polygons:  # outer ring fills, holes clear
         fill(rings[0], True)

@@ -24,6 +24,51 @@ def test_grid_coverage_is_exact_for_a_square_with_a_hole():
     assert coords.max() <= 950 - 100
 
 
+def _skimage_coverage(polygons, nx, ny, ps0):
+    """The coverage as it was computed before the scanline fill: scikit-image's draw.polygon per
+    ring at 16 x 16 samples a tile (the reference the fill must equal)."""
+    from skimage import draw
+
+    k = tile.SAMPLES_PER_TILE
+    mask = np.zeros((ny * k, nx * k), bool)
+    for rings in polygons:
+        for i, ring in enumerate(rings):
+            uv = np.asarray(ring, float) * (k / ps0) - 0.5
+            rr, cc = draw.polygon(uv[:, 1], uv[:, 0], mask.shape)
+            mask[rr, cc] = i == 0
+    return mask.reshape(ny, k, nx, k).mean(axis=(1, 3))
+
+
+def test_the_scanline_fill_is_skimages_polygon_fill(tmp_path, demo_cohort):
+    """Sample for sample, on rings built to put vertices and edges on sample centres (where the
+    fill's ties are decided), self-intersecting ones, and the real and demo slides' outlines."""
+    from skimage import draw
+
+    rng = np.random.default_rng(0)
+    for t in range(600):
+        n = int(rng.integers(3, 40))
+        if t % 2:  # star-shaped (simple)
+            ang, rad = np.sort(rng.uniform(0, 2 * np.pi, n)), rng.uniform(2, 18, n)
+            xs, ys = 20 + rad * np.cos(ang), 15 + rad * np.sin(ang)
+        else:  # any order: self-intersecting
+            xs, ys = rng.uniform(-2, 42, n), rng.uniform(-2, 32, n)
+        q = (1, 2, 32)[t % 3]  # on the sample lattice, its halves, or 1/32 (a level-0 pixel's share)
+        xs, ys = np.round(xs * q) / q, np.round(ys * q) / q
+        want = np.zeros((30, 40), bool)
+        rr, cc = draw.polygon(ys, xs, want.shape)
+        want[rr, cc] = True
+        got = np.zeros((30, 40), bool)
+        tile._fill_ring(got, xs, ys, True)
+        assert (got == want).all(), (t, np.argwhere(got != want)[:5])
+    _, sheet = demo_cohort
+    for slide, sid in ((CMU_SLIDE, "cmu"), (sheet.path[0], "demo")):
+        res, coords, attrs = _run(tmp_path, slide, sid)
+        polygons = formats.read_contours(tmp_path / f"{sid}.geojson")
+        ps0 = attrs["patch_size_level0"]
+        nx, ny = attrs["level0_width"] // ps0, attrs["level0_height"] // ps0
+        assert np.array_equal(tile._coverage(polygons, nx, ny, ps0), _skimage_coverage(polygons, nx, ny, ps0))
+
+
 def _run(tmp_path, slide, sid, params=None, **kw):
     seg = {k: tmp_path / f"{sid}.{k}" for k in ("geojson", "png", "json")}
     segment.run(str(slide), sid, CFG["segment"], geojson=seg["geojson"], qc_png=seg["png"],
