@@ -364,9 +364,8 @@ def cmd_heatmaps(args) -> None:
     settings = heatmap.Settings.of(cfg["heatmap"])
     ckpt = train.load_checkpoint(args.model)
     if not models.spec(ckpt["model"]).attention:
-        able = ", ".join(n for n, s in models.REGISTRY.items() if s.attention)
         raise GhanetError(f"{args.model} is a {ckpt['model']} model, which gives no patch attention; "
-                          f"heatmaps are drawn by {able}")
+                          f"heatmaps are drawn by {', '.join(models.having('attention'))}")
     _, val_ids = splits.read_fold(args.fold_csv)
     patients = splits.read_patients(args.patients)
     rows = read_slides(args.slide_sheet)

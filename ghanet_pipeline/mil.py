@@ -16,14 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import model as model_module
 from . import models
-from .model import survival_outputs
-
-
-def _check_bag(x: torch.Tensor) -> None:
-    if x.dim() != 2 or x.shape[0] == 0:
-        raise ValueError(f"expected a non-empty N x D bag of patch features, got {tuple(x.shape)}")
+from .model import ABMIL, SNN, GHANet, check_bag, ghanet_loss, nll_survival_loss, survival_outputs
 
 
 class GatedAttention(nn.Module):
@@ -76,7 +70,7 @@ class TransMIL(nn.Module):
         self.classifier = nn.Linear(dim, n_bins)
 
     def forward(self, x: torch.Tensor) -> dict:
-        _check_bag(x)
+        check_bag(x)
         h = self.fc1(x).unsqueeze(0)  # 1 x N x dim
         n = h.shape[1]
         side = math.ceil(math.sqrt(n))
@@ -106,7 +100,7 @@ class CLAMSB(nn.Module):
         self.classifier = nn.Linear(dim, n_bins)
 
     def forward(self, x: torch.Tensor) -> dict:
-        _check_bag(x)
+        check_bag(x)
         h = self.fc(x)
         a = self.attention(h).T.softmax(dim=-1)  # 1 x N
         out = survival_outputs(self.classifier(a @ h))
@@ -131,7 +125,7 @@ class DSMIL(nn.Module):
         self.fcc = nn.Conv1d(n_bins, n_bins, kernel_size=in_dim)
 
     def forward(self, x: torch.Tensor) -> dict:
-        _check_bag(x)
+        check_bag(x)
         c = self.instance(x)  # N x C
         q = self.q(x)  # N x 128
         q_crit = self.q(x[c.argmax(dim=0)])  # C x 128: each output's critical patch
@@ -155,7 +149,7 @@ class DeepSets(nn.Module):
         self.classifier = nn.Linear(dim // 2, n_bins)
 
     def forward(self, x: torch.Tensor) -> dict:
-        _check_bag(x)
+        check_bag(x)
         return survival_outputs(self.classifier(self.rho(self.phi(x).sum(dim=0, keepdim=True))))
 
 
@@ -198,7 +192,7 @@ class DeepAttnMISL(nn.Module):
         return torch.cdist(x, self.centroids.to(x.dtype)).argmin(dim=1)
 
     def forward(self, x: torch.Tensor) -> dict:
-        _check_bag(x)
+        check_bag(x)
         clusters = self.clusters(x)
         pooled = [self.phis[k](x[clusters == k]).mean(dim=0) if bool((clusters == k).any())
                   else x.new_zeros(self.dim) for k in range(self.n_clusters)]
@@ -259,7 +253,7 @@ class MCAT(nn.Module):
         self.classifier = nn.Linear(w, n_bins)
 
     def forward(self, x: torch.Tensor, families: list[torch.Tensor]) -> dict:
-        _check_bag(x)
+        check_bag(x)
         h_path = self.wsi_net(x).unsqueeze(1)  # N x 1 x w (sequence-first, as MCAT)
         h_omic = torch.stack([net(f.view(-1)) for net, f in zip(self.sig_networks, families)]).unsqueeze(1)
         co, a_co = self.coattn(h_omic, h_path, h_path)  # 6 x 1 x w; 1 x 6 x N
@@ -280,15 +274,13 @@ class MCAT(nn.Module):
 def _ghanet(mp: dict, d: models.Dims):
     # without omics (ghanet_norecon on a survival-only cohort) the six family heads are never
     # trained or read; one output each keeps the network otherwise the same
-    return model_module.GHANet(list(d.family_dims) or [1] * 6, in_dim=d.in_dim, dim=mp["hidden_dim"],
-                               heads=mp["heads"], head_dim=mp["head_dim"], n_bins=d.n_bins,
-                               topk_ratio=mp["topk_ratio"], dropout=mp["dropout"],
-                               share_attention=mp["share_attention"])
+    return GHANet(list(d.family_dims) or [1] * 6, in_dim=d.in_dim, dim=mp["hidden_dim"], heads=mp["heads"],
+                  head_dim=mp["head_dim"], n_bins=d.n_bins, topk_ratio=mp["topk_ratio"],
+                  dropout=mp["dropout"], share_attention=mp["share_attention"])
 
 
-def _build(cls_name: str, *, sized: bool = True, dropout: bool = True):
+def _build(cls, *, sized: bool = True, dropout: bool = True):
     def build(mp: dict, d: models.Dims):
-        cls = globals().get(cls_name) or getattr(model_module, cls_name)  # ABMIL lives beside G-HANet
         kw = {"dim": mp["hidden_dim"]} if sized else {}
         if dropout:
             kw["dropout"] = mp["dropout"]
@@ -297,7 +289,7 @@ def _build(cls_name: str, *, sized: bool = True, dropout: bool = True):
 
 
 def _snn(mp: dict, d: models.Dims):
-    return model_module.SNN(d.omic_dim, n_bins=d.n_bins, dropout=mp["dropout"])
+    return SNN(d.omic_dim, n_bins=d.n_bins, dropout=mp["dropout"])
 
 
 def _snn_mcat(mp: dict, d: models.Dims):
@@ -309,10 +301,10 @@ def _mcat(mp: dict, d: models.Dims):
 
 
 BUILDERS = {
-    "ghanet": _ghanet, "ghanet_norecon": _ghanet, "abmil": _build("ABMIL"),
-    "transmil": _build("TransMIL", dropout=False), "clam_sb": _build("CLAMSB"),
-    "dsmil": _build("DSMIL", sized=False, dropout=False), "deepsets": _build("DeepSets"),
-    "deepattnmisl": _build("DeepAttnMISL"), "snn": _snn, "snn_mcat": _snn_mcat, "mcat": _mcat,
+    "ghanet": _ghanet, "ghanet_norecon": _ghanet, "abmil": _build(ABMIL),
+    "transmil": _build(TransMIL, dropout=False), "clam_sb": _build(CLAMSB),
+    "dsmil": _build(DSMIL, sized=False, dropout=False), "deepsets": _build(DeepSets),
+    "deepattnmisl": _build(DeepAttnMISL), "snn": _snn, "snn_mcat": _snn_mcat, "mcat": _mcat,
 }
 
 
@@ -325,10 +317,10 @@ def loss(name: str, out: dict, y, c, targets: list, recon_weight: float) -> tupl
     """(total, survival term, reconstruction terms) of one patient, by the entry's loss."""
     kind = models.spec(name).loss
     if kind == "ghanet":
-        total, surv, recon = model_module.ghanet_loss(out, y, c, targets, recon_weight)
+        total, surv, recon = ghanet_loss(out, y, c, targets, recon_weight)
         return total, surv, [r.item() for r in recon]
-    surv = model_module.nll_survival_loss(out["hazards"], out["survival"], y, c)
+    surv = nll_survival_loss(out["hazards"], out["survival"], y, c)
     if kind == "dsmil":  # DSMIL: half the bag's loss, half the max-pooled instances'
         m = survival_outputs(out["max_logits"])
-        return 0.5 * surv + 0.5 * model_module.nll_survival_loss(m["hazards"], m["survival"], y, c), surv, []
+        return 0.5 * surv + 0.5 * nll_survival_loss(m["hazards"], m["survival"], y, c), surv, []
     return surv, surv, []

@@ -104,8 +104,7 @@ class GHANet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict:
         """x: N x in_dim features of one patient. Returns hazards, survival, risk, the per-family
         reconstructions and the attention maps (morphology 1 x N, per-family 6 x N)."""
-        if x.dim() != 2 or x.shape[0] == 0:
-            raise ValueError(f"expected a non-empty N x D bag of patch features, got {tuple(x.shape)}")
+        check_bag(x)
         # CAB
         hc = self.cab_embed(x)
         kv1 = self.ca1.keys_values(self.ln_ctx1(hc))  # the N-sized work of the CAB
@@ -163,6 +162,11 @@ def ghanet_loss(out: dict, y, c, targets: list[torch.Tensor], recon_weight: floa
     return surv + recon_weight * torch.stack(recon).sum(), surv, recon
 
 
+def check_bag(x: torch.Tensor) -> None:
+    if x.dim() != 2 or x.shape[0] == 0:
+        raise ValueError(f"expected a non-empty N x D bag of patch features, got {tuple(x.shape)}")
+
+
 def survival_outputs(logits: torch.Tensor) -> dict:
     hazards = torch.sigmoid(logits)
     surv = torch.cumprod(1 - hazards, dim=1)
@@ -182,8 +186,7 @@ class ABMIL(nn.Module):
         self.classifier = nn.Linear(dim // 2, n_bins)
 
     def forward(self, x: torch.Tensor) -> dict:
-        if x.dim() != 2 or x.shape[0] == 0:
-            raise ValueError(f"expected a non-empty N x D bag of patch features, got {tuple(x.shape)}")
+        check_bag(x)
         h = self.embed(x)
         a = self.att_c(self.att_a(h) * self.att_b(h)).T.softmax(dim=-1)  # 1 x N
         out = survival_outputs(self.classifier(self.rho(a @ h)))

@@ -12,7 +12,7 @@ so it holds data only; `mil.build` builds an entry's network and `mil.loss` give
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SLIDE_ONLY, GENOMICS_ONLY, MULTIMODAL = "slide-only", "genomics-only", "multimodal"
 GROUPS = (SLIDE_ONLY, GENOMICS_ONLY, MULTIMODAL)
@@ -46,7 +46,6 @@ class ModelSpec:
     loss: str = "nll"  # nll | ghanet (+ reconstruction) | dsmil (bag and max-pooled instances)
     targets: bool = False  # trained against the fold's omics (G-HANet's reconstruction)
     question: str = ""  # what its row in the comparison answers
-    extra: dict = field(default_factory=dict)
 
     @property
     def reads_slides(self) -> bool:
@@ -130,6 +129,11 @@ def expand(names: list[str]) -> list[str]:
     for n in names:
         out.update(dict.fromkeys(SETS.get(n, (n,))))
     return list(out)
+
+
+def having(flag: str) -> list[str]:
+    """The entries whose `flag` (predicts, attention, ...) is true, in registry order."""
+    return [n for n, s in REGISTRY.items() if getattr(s, flag)]
 
 
 def label(name: str) -> str:

@@ -47,9 +47,8 @@ def load_models(models_dir) -> list[dict]:
         raise GhanetError(f"model directory {d} has no fold {missing[0]} ({d}/fold_{missing[0]}/model.pt) of the "
                           f"{k} it was trained with; rerun its training, or copy the complete model directory")
     if not models.spec(first["model"]).predicts:
-        able = ", ".join(n for n, s in models.REGISTRY.items() if s.predicts)
         raise GhanetError(f"{d} holds {first['model']} models, which need genomics at inference; predict takes "
-                          f"a model that scores slides alone ({able})")
+                          f"a model that scores slides alone ({', '.join(models.having('predicts'))})")
     for c in ckpts.values():
         if c["model"] != first["model"] or c["encoder"] != first["encoder"]:
             raise GhanetError(f"{d}/fold_{c['fold']} was trained with another model or encoder than fold "

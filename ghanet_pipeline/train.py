@@ -2,8 +2,8 @@
 
 Reads the fold's training patients and what the model's entry asks for: their patch features (all
 slides concatenated), the fold's gene selection (targets for G-HANet, inputs for our SNN), every
-omic column or the six families' (MCAT's SNN, MCAT; standardised on the training patients). Trains for a fixed number of epochs
-(or, if asked, stops early on an inner validation split of the *training* patients; the scored
+omic column or the six families' (MCAT's SNN, MCAT; standardised on the training patients).
+Trains for a fixed number of epochs (or, if asked, stops early on an inner validation split of the *training* patients; the scored
 fold is never looked at), then scores every patient of the fold. The checkpoint carries what a
 later `predict` needs to use the model alone: config, encoder identity, selected features, scaler,
 time-bin edges, seed, risk cut-offs and package version.
@@ -30,7 +30,6 @@ from .io import atomic_path
 from .risk import cutoffs_from
 
 log = logging.getLogger("ghanet.train")
-MODELS = models.NAMES
 CHECKPOINT_FORMAT = "ghanet-pipeline checkpoint 1"
 # a fold's bags are kept in memory when they fit in this; otherwise read from disk each step
 CACHE_BYTES = 4 << 30
