@@ -42,6 +42,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/heatmaps.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/validate.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -205,6 +205,13 @@ def cmd_demo_new_patients(args) -> None:
     log.info("demo: %d new patients to score from their slides in %s", args.patients, args.out)
 
 
+def cmd_demo_validation(args) -> None:
+    from . import demo
+
+    demo.write_validation(args.out, args.patients, args.seed, width=args.width, height=args.height, mpp=args.mpp)
+    log.info("demo: %d held-out patients with outcomes to validate on in %s", args.patients, args.out)
+
+
 def _slide_stage(args, work, record) -> None:
     """Run one slide stage. With --on-error skip (cohort.on_slide_error) a slide that cannot be
     used is recorded as failed in the stage's outputs, `record(reason)`, said in a warning line,
@@ -312,6 +319,36 @@ def cmd_predict(args) -> None:
                 allow_other_mpp=args.allow_other_mpp or cfg["predict"]["allow_other_mpp"],
                 heatmaps_dir=args.heatmaps_dir, heatmap_settings=heatmap.Settings.of(cfg["heatmap"]),
                 device=args.device, threads=args.threads)
+
+
+def _validation_slides(args):
+    """The validation cohort's slides (slide_id, case_id, path): its sheet's, or without one (features
+    given) the clinical table's slide_id column."""
+    import pandas as pd
+
+    from .sheet import slides_from_clinical
+
+    rows = read_slides(args.slide_sheet) if args.slide_sheet else slides_from_clinical(args.clinical)
+    return pd.DataFrame([{k: r[k] for k in ("slide_id", "case_id", "path")} for r in rows.values()])
+
+
+def cmd_validation_score(args) -> None:
+    from . import validate
+
+    if not (args.slide_sheet or args.clinical):
+        raise GhanetError("give --slide-sheet, or --clinical whose slide_id column names the feature files")
+    cfg = _sections(args)
+    validate.run_score(args.models_dir, _validation_slides(args), args.features_dir, out_csv=args.out,
+                       scheme=cfg["evaluate"]["risk_groups"], allow_other_mpp=cfg["predict"]["allow_other_mpp"],
+                       calibration_months=cfg["validation"]["calibration_months"])
+
+
+def cmd_validate(args) -> None:
+    from . import validate
+
+    cfg = _sections(args)
+    validate.run(args.risks, args.clinical, scheme=cfg["evaluate"]["risk_groups"], out_dir=args.out_dir,
+                 status_column=cfg["validation"]["status_column"] or cfg["cohort"]["status_column"])
 
 
 def _no_heatmap(part: dict) -> str | None:
@@ -599,6 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_args(p)
     p.set_defaults(func=cmd_demo_new_patients)
 
+    p = sub.add_parser("demo-validation", help="write the demo's held-out labelled cohort (slides, sheet, outcomes)")
+    _add_demo_args(p)
+    p.set_defaults(func=cmd_demo_validation)
+
     p = sub.add_parser("segment", help="tissue contours (GeoJSON), QC PNG and stats of one slide")
     _add_slide_args(p)
     _add_stage_args(p)
@@ -696,6 +737,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("validation-score", help="score an external validation cohort with every fold of one model")
+    _add_stage_args(p)
+    p.add_argument("--models-dir", required=True, help="results/models/<model> of a training run")
+    p.add_argument("--slide-sheet", default=None, help="the validation cohort's slide sheet")
+    p.add_argument("--clinical", default=None, help="without a sheet: the table whose slide_id column names the slides")
+    p.add_argument("--features-dir", required=True, help="the cohort's feature files (ours, CLAM's, TRIDENT's, ...)")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=cmd_validation_score)
+
+    p = sub.add_parser("validate", help="evaluate the validation cohort's risks: C-index, td-AUC, KM, HR, calibration")
+    _add_stage_args(p)
+    p.add_argument("--risks", nargs="+", required=True, help="validation-score CSVs, one per model")
+    p.add_argument("--clinical", required=True, help="the validation cohort's outcomes")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("heatmaps", help="attention heatmaps of one fold's held-out patients")
     _add_stage_args(p)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from .demo_plan import plan, plan_new  # the slide lists, which the Snakefile also reads
+from .demo_plan import plan, plan_new, plan_validation  # the slide lists, which the Snakefile also reads
 from .io import atomic_path
 
 PROGRAMS = ("tumour", "immune", "stroma")
@@ -57,6 +57,18 @@ def _new_latents(new_patients: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 7]).dirichlet((1.0, 1.0, 1.0), size=new_patients)
 
 
+def _validation_latents(patients: int, seed: int) -> np.ndarray:
+    return np.random.default_rng([seed, 8]).dirichlet((1.0, 1.0, 1.0), size=patients)
+
+
+def _survival(z: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(months, censorship) from the planted hazard: exponential survival, uniform censoring."""
+    log_hazard = _log_hazard(z) + rng.normal(0, 0.3, len(z))
+    event_time = rng.exponential(30.0 * np.exp(-log_hazard))
+    censor_time = rng.uniform(6, 90, len(z))
+    return np.minimum(event_time, censor_time), (censor_time < event_time).astype(int)  # 1 = censored (MCAT)
+
+
 def _log_hazard(z: np.ndarray) -> np.ndarray:
     """The hazard's dependence on the programs: tumour up, immune down (before patient noise)."""
     return 1.6 * z[:, 0] - 1.6 * z[:, 1]
@@ -69,12 +81,7 @@ def clinical_table(patients: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame
     """MCAT-format clinical-genomic table (one row per slide) and the signatures table."""
     rng = np.random.default_rng([seed, 3])
     z = _latents(patients, seed)
-    # hazard: tumour up, immune down; exponential survival in months, uniform censoring
-    log_hazard = _log_hazard(z) + rng.normal(0, 0.3, patients)
-    event_time = rng.exponential(30.0 * np.exp(-log_hazard))
-    censor_time = rng.uniform(6, 90, patients)
-    months = np.minimum(event_time, censor_time)
-    censorship = (censor_time < event_time).astype(int)  # 1 = censored (MCAT convention)
+    months, censorship = _survival(z, rng)  # hazard: tumour up, immune down
 
     genes = {f: [f"{_abbrev(f)}{k + 1:02d}" for k in range(GENES_PER_FAMILY)] for f in FAMILIES}
     patient_cols: dict[str, np.ndarray] = {}
@@ -311,6 +318,7 @@ def slide_seed(cohort_seed: int, slide_index: int) -> int:
 
 
 NEW_SEED_OFFSET = 50_000  # new patients' slides draw layouts of their own, whatever the cohort size
+VALIDATION_SEED_OFFSET = 60_000  # and the held-out validation cohort's
 
 
 def write_cohort(out: Path, patients: int, seed: int, *, width: int = 4096, height: int = 3072,
@@ -358,6 +366,32 @@ def write_new_patients(out: Path, new_patients: int, seed: int, *, width: int = 
     sheet_df = pd.DataFrame(sheet, columns=["slide_id", "case_id", "path"])
     for name, df in (("new_patients.csv", _relative_paths(sheet_df, out)),
                      ("new_patients_truth.csv", pd.DataFrame(truth))):
+        with atomic_path(out / name) as tmp:
+            df.to_csv(tmp, index=False)
+    return sheet_df
+
+
+def write_validation(out: Path, patients: int, seed: int, *, width: int = 4096, height: int = 3072,
+                     mpp: float = 0.5) -> pd.DataFrame:
+    """A held-out labelled cohort for external validation, drawn as the cohort is (the same tissue
+    programs and hazard) from streams of its own: `validation.csv` (slide sheet) and
+    `validation_clinical.csv` (case_id, slide_id, survival_months, censorship: no omics, as an
+    external cohort often has none)."""
+    out = Path(out)
+    (out / "slides").mkdir(parents=True, exist_ok=True)
+    z = _validation_latents(patients, seed)
+    months, censorship = _survival(z, np.random.default_rng([seed, 9]))
+    sheet, clinical = [], []
+    for n, s in enumerate(plan_validation(patients)):
+        path = out / "slides" / f"{s.slide_id}.tiff"
+        render_slide(path, width=width, height=height, mpp=mpp, z=z[n],
+                     seed=slide_seed(seed, VALIDATION_SEED_OFFSET + n))
+        sheet.append({"slide_id": s.slide_id, "case_id": s.case_id, "path": str(path)})
+        clinical.append({"case_id": s.case_id, "slide_id": s.slide_id, "survival_months": round(float(months[n]), 2),
+                         "censorship": int(censorship[n])})
+    sheet_df = pd.DataFrame(sheet, columns=["slide_id", "case_id", "path"])
+    for name, df in (("validation.csv", _relative_paths(sheet_df, out)),
+                     ("validation_clinical.csv", pd.DataFrame(clinical))):
         with atomic_path(out / name) as tmp:
             df.to_csv(tmp, index=False)
     return sheet_df

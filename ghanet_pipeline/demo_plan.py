@@ -37,6 +37,12 @@ def plan_new(new_patients: int) -> list[DemoSlide]:
     return [DemoSlide(f"NEW-{i:03d}-S1", f"NEW-{i:03d}") for i in range(new_patients)]
 
 
+def plan_validation(validation_patients: int) -> list[DemoSlide]:
+    """The demo's held-out labelled cohort (external validation): one slide each, with outcomes,
+    none of them in the training cohort."""
+    return [DemoSlide(f"VAL-{i:03d}-S1", f"VAL-{i:03d}") for i in range(validation_patients)]
+
+
 def _seed_words(entropy: list[int]) -> list[int]:
     """numpy SeedSequence(entropy).generate_state(4, uint64), for small non-negative ints."""
     words = []

@@ -245,7 +245,7 @@ def evaluate(risks: dict[tuple[str, int], pd.DataFrame], recons: dict[tuple[str,
     recon_df = pd.DataFrame(recon_rows, columns=["model", "fold", "family", "n_values", "pearson_r"])
 
     summary = []
-    order = sorted(dict.fromkeys(folds.model), key=_table_order)
+    order = sorted(dict.fromkeys(folds.model), key=table_order)
     paired = comparisons(oof_df, order)
     for model in order:
         f = folds[folds.model == model]
@@ -270,9 +270,13 @@ def evaluate(risks: dict[tuple[str, int], pd.DataFrame], recons: dict[tuple[str,
     return {"comparison": comparison, "folds": folds, "oof": oof_df, "reconstruction": recon_df}
 
 
-def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path) -> None:
-    """Per model: Kaplan-Meier curves of the held-out patients by risk group, with censor ticks,
-    95% bands and the numbers at risk under the axis; the log-rank p and the hazard ratio."""
+KM_TITLE = "Held-out patients by predicted risk (cut-offs from each fold's training patients)"
+
+
+def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path, title: str = KM_TITLE) -> None:
+    """Per model: Kaplan-Meier curves of the patients (`oof`: model, group, survival_months,
+    censorship) by risk group, with censor ticks, 95% bands and the numbers at risk under the
+    axis; the log-rank p and the hazard ratio from `comparison`."""
     from lifelines import KaplanMeierFitter
     from lifelines.plotting import add_at_risk_counts
 
@@ -300,7 +304,7 @@ def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path) -> N
               if np.isfinite(r.hr_high_vs_low) else "HR not estimable")
         ax.set(title=f"{label(model)}: log-rank p = {r.logrank_p:.3g}\n{hr}", xlabel="months",
                ylabel="survival probability", ylim=(0, 1.05))
-    fig.suptitle("Held-out patients by predicted risk (cut-offs from each fold's training patients)")
+    fig.suptitle(title)
     fig.tight_layout()
     plots.save_figure(fig, path)
 
@@ -314,7 +318,7 @@ def _group(model: str) -> str:
     return registry.REGISTRY[model].group if model in registry.REGISTRY else ""
 
 
-def _table_order(model: str) -> tuple:
+def table_order(model: str) -> tuple:
     """Slide-only, genomics-only, multimodal; within a group, the registry's order."""
     names = list(registry.REGISTRY)
     group = _group(model)
@@ -324,7 +328,7 @@ def _table_order(model: str) -> tuple:
 
 def plot_c_index(folds: pd.DataFrame, path) -> None:
     plt = plots.pyplot()
-    models = sorted(dict.fromkeys(folds.model), key=_table_order)
+    models = sorted(dict.fromkeys(folds.model), key=table_order)
     fig, ax = plt.subplots(figsize=(1.8 * len(models) + 2, 4))
     for i, model in enumerate(models):
         c = folds.loc[folds.model == model, "c_index"]
@@ -342,9 +346,13 @@ def plot_c_index(folds: pd.DataFrame, path) -> None:
     plots.save_figure(fig, path)
 
 
-def plot_forest(comparison: pd.DataFrame, path) -> None:
-    """Each model's C-index with its bootstrap 95% interval, grouped (slide-only, genomics-only,
-    multimodal), and each model's paired difference to G-HANet and to ABMIL."""
+FOREST_TITLE = f"Out-of-fold C-index: bootstrap over patients ({BOOTSTRAP} resamples within folds)"
+
+
+def plot_forest(comparison: pd.DataFrame, path, title: str = FOREST_TITLE,
+                xlabel: str = "C-index (mean over folds), 95% CI") -> None:
+    """Each model's C-index (`c_index_mean`) with its bootstrap 95% interval, grouped (slide-only,
+    genomics-only, multimodal), and each model's paired difference to G-HANet and to ABMIL."""
     plt = plots.pyplot()
     models = list(comparison.model)
     pairs = [(a, b) for a, b in reference_pairs(models) if f"diff_vs_{b}" in comparison]
@@ -367,7 +375,7 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
             axes[0].text(0.01, y - 0.42, g, fontsize=7, style="italic", color="0.35", va="top",
                          transform=axes[0].get_yaxis_transform())
     axes[0].set(yticks=range(len(models)), yticklabels=[label(m) for m in models],
-                xlabel="C-index (mean over folds), 95% CI",
+                xlabel=xlabel,
                 xlim=(0, 1), ylim=(-0.6, len(models) - 0.4))
     axes[0].invert_yaxis()
     for y, (a, b) in enumerate(pairs):
@@ -380,7 +388,7 @@ def plot_forest(comparison: pd.DataFrame, path) -> None:
     axes[1].set(yticks=range(len(pairs)), yticklabels=[f"{label(a)} - {label(b)}" for a, b in pairs],
                 xlabel="paired difference in C-index, 95% CI", ylim=(-0.6, max(len(pairs), 1) - 0.4))
     axes[1].invert_yaxis()
-    fig.suptitle(f"Out-of-fold C-index: bootstrap over patients ({BOOTSTRAP} resamples within folds)")
+    fig.suptitle(title)
     fig.tight_layout()
     # room for the numbers right of each panel; about an inch between the panels at any height
     fig.subplots_adjust(right=0.72, hspace=min(0.6, 1.1 / max((fig.get_figheight() - 1.5) / 2, 0.1)))

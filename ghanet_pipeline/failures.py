@@ -26,7 +26,7 @@ def failure_summary(results_dir, out_csv=None, slides=None) -> list[dict]:
       `slides`, logs of slides no longer in the run (removed from the sheet) are skipped.
     - what the stages recorded and went on without: patients and slides the cohort stage
       excluded (cohort.on_problem: exclude), slides without a tile (tile.on_empty: record),
-      patients `predict` could not score.
+      patients `predict` could not score, validation patients that could not be evaluated.
     """
     res = Path(results_dir)
     lines = _job_lines(res / "logs", slides)
@@ -38,6 +38,7 @@ def failure_summary(results_dir, out_csv=None, slides=None) -> list[dict]:
         (res / "cohort" / "exclusions.csv", "splits", "item", "excluded", lambda r: f"{r['kind']}: {r['reason']}"),
         (res / "report" / "slides.csv", "tile", "slide_id", None, lambda r: r["reason"]),
         (res / "predict" / "predictions.csv", "predict", "case_id", None, lambda r: r["reason"]),
+        (res / "validation" / "unscored.csv", "validate", "case_id", None, lambda r: f"{r['reason']} ({r['models']})"),
     ]
     # patients a training job left out (a patient whose every slide failed, say), once each
     recorded += [(p, "train", "case_id", "excluded", lambda r: r["reason"])

@@ -92,29 +92,46 @@ def check_slide(slide_id: str, attrs: dict, ckpt: dict, allow_other_mpp: bool) -
     check_resolution(slide_id, attrs.get("level0_mpp"), ckpt, allow_other_mpp)
 
 
-def _cutoffs(ckpts: list[dict]) -> dict:
+def cutoffs(ckpts: list[dict]) -> dict:
+    """The ensemble's risk-group cut-offs: the mean over folds of those each fold fixed on its
+    training patients (never anything of the patients scored)."""
     cuts = [c["risk_cutoffs"] for c in ckpts]
     return {"median": float(np.mean([c["median"] for c in cuts])),
             "tertiles": np.mean([c["tertiles"] for c in cuts], axis=0).tolist()}
 
 
+def middle_bin_edge(ckpts: list[dict]) -> float:
+    """The models' middle time-bin edge in months (mean over folds), fixed on the training
+    patients: their median event time for an even number of bins."""
+    return float(np.mean([c["bin_edges"][len(c["bin_edges"]) // 2] for c in ckpts]))
+
+
+def survival_at(survival: np.ndarray, edges, months: float) -> float:
+    """A discrete-time model's survival at `months`: exact at each bin's end (S_k = P(T beyond bin
+    k)), linear between the ends, 1 before the first bin (as at time 0)."""
+    return float(np.interp(months, np.asarray(edges, float), np.concatenate([[1.0], survival])))
+
+
 def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str = "median",
           allow_other_mpp: bool = False, heatmaps_dir=None, heatmap_settings: heatmap.Settings | None = None,
-          failed: dict | None = None) -> pd.DataFrame:
+          failed: dict | None = None, survival_months: float | None = None) -> pd.DataFrame:
     """One row per patient of `slides` (slide_id, case_id[, path]). `failed`: slide_id -> reason for
-    slides that could not be processed; their patients get no score and the reason."""
+    slides that could not be processed; their patients get no score and the reason.
+    `survival_months`: also the ensemble's predicted survival at that time (`predicted_survival`,
+    the mean over folds), what a calibration compares with the observed."""
     failed = failed or {}
     modules = [c["module"] for c in ckpts]
     families = list(ckpts[0]["families"])
     attention = models.spec(ckpts[0]["model"]).attention  # heatmaps need patch attention
     if heatmaps_dir is not None and not attention:
         log.warning("no heatmaps: %s gives no patch attention", ckpts[0]["model"])
-    cut = _cutoffs(ckpts)
+    cut = cutoffs(ckpts)
     rows = []
     for case_id, group in slides.groupby("case_id", sort=True):
         sids = sorted(group.slide_id)  # the order the training bags were built in
         row = {"case_id": case_id, "risk": np.nan, "risk_group": "", "n_slides": len(sids), "n_tiles": 0,
-               **{f"risk_fold_{c['fold']}": np.nan for c in ckpts}, "status": "ok", "reason": ""}
+               **{f"risk_fold_{c['fold']}": np.nan for c in ckpts},
+               **({"predicted_survival": np.nan} if survival_months is not None else {}), "status": "ok", "reason": ""}
         bad = [s for s in sids if s in failed]
         if bad:
             rows.append(dict(row, status="failed", reason=f"slide {bad[0]}: {failed[bad[0]]}"))
@@ -132,10 +149,14 @@ def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str 
             continue
         bag = torch.from_numpy(np.concatenate([p["features"] for p in parts]))
         with torch.no_grad():
-            risks = [float(m(bag)["risk"][0]) for m in modules]
+            outs = [m(bag) for m in modules]
+        risks = [float(o["risk"][0]) for o in outs]
         for c, r in zip(ckpts, risks):
             row[f"risk_fold_{c['fold']}"] = r
         row["risk"] = float(np.mean(risks))
+        if survival_months is not None:
+            row["predicted_survival"] = float(np.mean([survival_at(o["survival"][0].numpy(), c["bin_edges"], survival_months)
+                                                       for o, c in zip(outs, ckpts)]))
         row["risk_group"] = str(risk_group([row["risk"]], cut, scheme)[0])
         rows.append(row)
         if heatmaps_dir is not None and attention and all(p["path"] for p in parts):

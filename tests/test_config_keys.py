@@ -479,7 +479,8 @@ def test_heatmap_keys(demo_cohort, tmp_path):
 # ------------------------------------------------------------------ the workflow's own keys
 
 
-@covers("demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px", "demo.new_patients")
+@covers("demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px", "demo.new_patients",
+        "demo.validation_patients")
 def test_demo_keys(demo_cohort, tmp_path):
     _, base = demo_cohort  # 4 patients, seed 3, 2048 x 1536 px at 0.5 mpp
     sheet = demo.write_cohort(tmp_path, 5, 4, width=1024, height=1100, mpp=0.25)
@@ -493,6 +494,11 @@ def test_demo_keys(demo_cohort, tmp_path):
     truth = pd.read_csv(tmp_path / "new/new_patients_truth.csv")
     assert list(truth.case_id) == list(new.case_id) and "true_log_hazard" in truth
     assert np.allclose(truth.filter(like="_fraction").sum(axis=1), 1, atol=1e-3)
+    # a held-out labelled cohort: slides, a sheet and outcomes, no omics, no patient of the cohort
+    val = demo.write_validation(tmp_path / "val", 2, 4, width=1024, height=1100, mpp=0.25)
+    outcomes = pd.read_csv(tmp_path / "val/validation_clinical.csv")
+    assert list(val.case_id) == list(outcomes.case_id) == ["VAL-000", "VAL-001"]
+    assert list(outcomes.columns) == ["case_id", "slide_id", "survival_months", "censorship"]
 
 
 def _plan(work, config) -> str:

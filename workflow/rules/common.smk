@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ghanet_pipeline.demo_plan import plan as demo_plan
 from ghanet_pipeline.demo_plan import plan_new as demo_plan_new
+from ghanet_pipeline.demo_plan import plan_validation as demo_plan_validation
 from ghanet_pipeline.failures import failure_summary, job_warnings, read_failures
 from ghanet_pipeline.layouts import find_feature_file
 from ghanet_pipeline.models import REGISTRY
@@ -116,10 +117,48 @@ def _predict_slides(cohort):
     return slides
 
 
+# the external validation cohort: validation.slide_sheet or .features, else the demo's held-out one
+VALIDATION_FEATURES_IN = config["validation"]["features"]  # its feature files, where it is given as features
+_VALIDATION_GIVEN = bool(config["validation"]["slide_sheet"] or VALIDATION_FEATURES_IN)
+DEMO_VALIDATION = USE_DEMO and not _VALIDATION_GIVEN and config["demo"]["validation_patients"] > 0
+VALIDATION_SHEET = f"{DEMO_DIR}/validation.csv" if DEMO_VALIDATION else config["validation"]["slide_sheet"]
+VALIDATION_CLINICAL = f"{DEMO_DIR}/validation_clinical.csv" if DEMO_VALIDATION else config["validation"]["clinical"]
+VALIDATION_DIR = f"{RESULTS}/validation"
+if _VALIDATION_GIVEN and not VALIDATION_CLINICAL:
+    raise ValueError("validation: a cohort without outcomes cannot be validated on; set validation.clinical to its "
+                     "table of case_id, survival_months and status (or score it with predict.slide_sheet)")
+
+
+def _validation_slides(cohort):
+    """The validation cohort's slides: its sheet's, or (features without a sheet) the clinical
+    table's; none of its patients may be a training patient (by case_id)."""
+    if DEMO_VALIDATION:
+        return {s.slide_id: {"path": f"{DEMO_DIR}/slides/{s.slide_id}.tiff", "mpp": None, "case_id": s.case_id}
+                for s in demo_plan_validation(config["demo"]["validation_patients"])}
+    if not _VALIDATION_GIVEN:
+        return {}
+    slides = read_slides(VALIDATION_SHEET) if VALIDATION_SHEET else slides_from_clinical(VALIDATION_CLINICAL)
+    trained = {row["case_id"] for row in cohort.values()}
+    both = sorted(trained & {row["case_id"] for row in slides.values()})
+    if both:
+        shown = ", ".join(both[:10]) + (f" and {len(both) - 10} more" if len(both) > 10 else "")
+        raise ValueError(f"validation cohort: {len(both)} patient(s) are also in the training cohort ({shown}); an "
+                         "external validation is on patients the models never saw: remove them from the validation "
+                         "cohort")
+    for sid, row in slides.items():
+        if sid in cohort and cohort[sid]["path"] != row["path"]:
+            raise ValueError(f"validation sheet: slide id {sid} is also a training slide with another path; "
+                             "rename it in the validation sheet")
+    return slides
+
+
 COHORT_SLIDES = _slides()
 PREDICT_SLIDES = _predict_slides(COHORT_SLIDES)
+VALIDATION_SLIDES = _validation_slides(COHORT_SLIDES)
+# slides scored by the trained models: new patients', and the validation cohort's unless given as features
+SCORED_SLIDES = {**PREDICT_SLIDES, **({} if VALIDATION_FEATURES_IN else VALIDATION_SLIDES)}
 # the slides this run segments, tiles and extracts: a cohort given as features has its own
-SLIDES = {**({} if FEATURES_IN else COHORT_SLIDES), **PREDICT_SLIDES}
+SLIDES = {**({} if FEATURES_IN else COHORT_SLIDES), **SCORED_SLIDES}
 PREDICT_DIR = f"{RESULTS}/predict"
 
 
@@ -131,7 +170,8 @@ def _slide_file(sid):
     """The slide as an input when it exists (or the demo will make it). A missing file is not an
     input, so the DAG still builds and only that slide's job fails, with a message naming it."""
     path = SLIDES[sid]["path"]
-    demo_slide = USE_DEMO and (sid in COHORT_SLIDES or DEMO_NEW)
+    demo_slide = USE_DEMO and (sid in COHORT_SLIDES or DEMO_NEW and sid in PREDICT_SLIDES
+                               or DEMO_VALIDATION and sid in VALIDATION_SLIDES)
     return [path] if demo_slide or Path(path).exists() else []
 
 
@@ -152,6 +192,7 @@ def slide_input(wildcards):
 DEPENDS = {
     "demo_cohort": ["demo.patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px"],
     "demo_new_patients": ["demo.new_patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px"],
+    "demo_validation": ["demo.validation_patients", "demo.seed", "demo.level0_mpp", "demo.width_px", "demo.height_px"],
     "segment": ["segment.*", "cohort.mpp_range"],
     "tile": ["tile.target_mpp", "tile.patch_size", "tile.mpp_tolerance", "tile.min_coverage",
              "tile.max_ink_fraction"],
@@ -160,6 +201,8 @@ DEPENDS = {
     "genes": ["genes.*", "labels.*"],
     "evaluate": ["evaluate.risk_groups"],
     "predict": ["evaluate.risk_groups", "predict.allow_other_mpp"],
+    "validation_score": ["evaluate.risk_groups", "predict.allow_other_mpp", "validation.calibration_months"],
+    "validate": ["evaluate.risk_groups", "validation.status_column", "cohort.status_column"],
     "heatmaps": ["heatmap.*"],
     # features given by another tool may not say their tiles' size: the tiling settings and the
     # slides' resolution (or CLAM's patch files) do, for the heatmaps (ours carry it, and tile reruns them)
@@ -279,7 +322,7 @@ def _chunks(kind, ids):
 
 _CHUNKED_COHORT = {} if FEATURES_IN else COHORT_SLIDES  # a slide both trained on and scored: once, as cohort
 CHUNKS = {**_chunks("cohort", _CHUNKED_COHORT),
-          **_chunks("predict", [s for s in PREDICT_SLIDES if s not in _CHUNKED_COHORT])} if CHUNKED else {}
+          **_chunks("predict", [s for s in SCORED_SLIDES if s not in _CHUNKED_COHORT])} if CHUNKED else {}
 CHUNK_OF = {sid: chunk for chunk, ids in CHUNKS.items() for sid in ids}
 CHUNK_TABLES = {  # where each stage's chunk tables go (the features' beside them, per encoder)
     "segment": f"{RESULTS}/segment/chunks",
@@ -418,6 +461,14 @@ if HEATMAP_MODEL in MODELS and config["evaluate"]["heatmaps"] and not SHEET:
           "names the slides to draw them on)", file=sys.stderr)
 
 
+# external validation: every trained model that scores slides alone, where there is a training cohort
+VALIDATION_MODELS = [m for m in MODELS if REGISTRY[m].predicts]
+VALIDATE = HAS_OUTCOMES and bool(VALIDATION_SLIDES) and bool(VALIDATION_MODELS)
+if VALIDATION_SLIDES and not VALIDATE:
+    why = "no model that scores slides alone is trained" if HAS_OUTCOMES else "there is no training cohort (cohort.clinical)"
+    print(f"validation skipped: {why}", file=sys.stderr)
+
+
 FAILURES_CSV = f"{RESULTS}/report/failures.csv"
 
 
@@ -443,7 +494,7 @@ def all_targets():
     # the slide report needs every slide segmented and tiled, the manifest every cohort slide's
     # features: two targets instead of four per slide keep the DAG quick to build
     targets = [f"{FEATURES_DIR}/manifest.csv"] + ([f"{RESULTS}/report/slides.csv"] if SLIDES else [])
-    targets += slides_done("extract", PREDICT_SLIDES, f"{FEATURES_DIR}/{{slide}}.h5")
+    targets += slides_done("extract", SCORED_SLIDES, f"{FEATURES_DIR}/{{slide}}.h5")
     if config["extract"]["write_pt"]:
         targets += slides_done("export_pt", SLIDES, f"{FEATURES_DIR}/pt_files/{{slide}}.pt")
     if HAS_OUTCOMES:
@@ -451,6 +502,8 @@ def all_targets():
         targets += [f"{EVAL_DIR}/comparison.csv", f"{EVAL_DIR}/km.png"]
         if HEATMAPS:
             targets += [f"{RESULTS}/heatmaps/fold_{k}" for k in FOLDS]
+    if VALIDATE:
+        targets.append(f"{VALIDATION_DIR}/validation.csv")
     if PREDICT_SLIDES and PREDICT_MODEL:
         targets.append(f"{PREDICT_DIR}/predictions.csv")
     elif PREDICT_SLIDES:

@@ -11,7 +11,8 @@ rule slide_report:
         features=slides_done("extract", SLIDES, f"{FEATURES_DIR}/{{slide}}.h5"),
         qc=[] if CHUNKED else [t.format(slide=sid) for sid in SLIDES for t in QC_IMAGES],  # chunked: the tables above
         # the sheets of the slides this run processes: the job's slide list, and their extra columns
-        sheets=[s for s in (None if FEATURES_IN else SHEET, PREDICT_SHEET if PREDICT_SLIDES else None) if s],
+        sheets=[s for s in (None if FEATURES_IN else SHEET, PREDICT_SHEET if PREDICT_SLIDES else None,
+                            None if VALIDATION_FEATURES_IN else VALIDATION_SHEET) if s],
     output:
         table=report(f"{RESULTS}/report/slides.csv", caption="../report/slides.rst", category="Slides"),
         gallery=report(directory(f"{RESULTS}/report/slide_qc"), patterns=["{name}.jpg"],
