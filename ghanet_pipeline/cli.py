@@ -333,14 +333,14 @@ def _validation_slides(args):
 
 
 def cmd_validation_score(args) -> None:
-    from . import validate
+    from . import predict
 
     if not (args.slide_sheet or args.clinical):
         raise GhanetError("give --slide-sheet, or --clinical whose slide_id column names the feature files")
     cfg = _sections(args)
-    validate.run_score(args.models_dir, _validation_slides(args), args.features_dir, out_csv=args.out,
-                       scheme=cfg["evaluate"]["risk_groups"], allow_other_mpp=cfg["predict"]["allow_other_mpp"],
-                       calibration_months=cfg["validation"]["calibration_months"])
+    predict.score_cohort(args.models_dir, _validation_slides(args), args.features_dir, out_csv=args.out,
+                         scheme=cfg["evaluate"]["risk_groups"], allow_other_mpp=cfg["predict"]["allow_other_mpp"],
+                         calibration_months=cfg["validation"]["calibration_months"])
 
 
 def cmd_validate(args) -> None:
@@ -584,8 +584,9 @@ def cmd_check_config(args) -> None:
 
     cfg = load_config(args.config_file)
     given = cfg["cohort"]["features"]  # a cohort given as features: its slides are not read
-    sheets = [cfg[s]["slide_sheet"] for s in ("cohort", "predict") if cfg[s]["slide_sheet"] and not (
-        s == "cohort" and given)]
+    as_features = {"cohort": given, "validation": cfg["validation"]["features"]}
+    sheets = [cfg[s]["slide_sheet"] for s in ("cohort", "predict", "validation") if cfg[s]["slide_sheet"]
+              and not as_features.get(s)]
     slides = {sid: row for sheet in sheets for sid, row in read_slides(sheet).items()}
     # the encoder runs only on slides: with imported features, only on the patients to predict
     encoder = _encoder_problems(cfg["extract"]) if slides or not given else []

@@ -347,6 +347,24 @@ def _relative_paths(sheet: pd.DataFrame, folder: Path) -> pd.DataFrame:
     return sheet.assign(path=[str(Path(p).relative_to(folder)) for p in sheet.path])
 
 
+def _draw_slides(out: Path, slides, z: np.ndarray, seed: int, offset: int, **render) -> pd.DataFrame:
+    """One slide per patient under `out`/slides (patient n drawn from z[n], layout seed offset + n);
+    their slide sheet, with absolute paths."""
+    (out / "slides").mkdir(parents=True, exist_ok=True)
+    sheet = []
+    for n, s in enumerate(slides):
+        path = out / "slides" / f"{s.slide_id}.tiff"
+        render_slide(path, z=z[n], seed=slide_seed(seed, offset + n), **render)
+        sheet.append({"slide_id": s.slide_id, "case_id": s.case_id, "path": str(path)})
+    return pd.DataFrame(sheet, columns=["slide_id", "case_id", "path"])
+
+
+def _write_tables(out: Path, tables: dict) -> None:
+    for name, df in tables.items():
+        with atomic_path(out / name) as tmp:
+            df.to_csv(tmp, index=False)
+
+
 def write_new_patients(out: Path, new_patients: int, seed: int, *, width: int = 4096, height: int = 3072,
                        mpp: float = 0.5) -> pd.DataFrame:
     """Slides of new patients drawn as the cohort's are, under `out`/slides, with their slide sheet
@@ -354,21 +372,13 @@ def write_new_patients(out: Path, new_patients: int, seed: int, *, width: int = 
     the log hazard it implies, which no rule reads, so a newcomer can hold the predicted risks
     against the truth the demo planted."""
     out = Path(out)
-    (out / "slides").mkdir(parents=True, exist_ok=True)
     z = _new_latents(new_patients, seed)
-    sheet, truth = [], []
-    for n, s in enumerate(plan_new(new_patients)):
-        path = out / "slides" / f"{s.slide_id}.tiff"
-        render_slide(path, width=width, height=height, mpp=mpp, z=z[n], seed=slide_seed(seed, NEW_SEED_OFFSET + n))
-        sheet.append({"slide_id": s.slide_id, "case_id": s.case_id, "path": str(path)})
-        truth.append({"case_id": s.case_id, **{f"{p}_fraction": round(float(z[n, k]), 4) for k, p in enumerate(PROGRAMS)},
-                      "true_log_hazard": round(float(_log_hazard(z)[n]), 4)})
-    sheet_df = pd.DataFrame(sheet, columns=["slide_id", "case_id", "path"])
-    for name, df in (("new_patients.csv", _relative_paths(sheet_df, out)),
-                     ("new_patients_truth.csv", pd.DataFrame(truth))):
-        with atomic_path(out / name) as tmp:
-            df.to_csv(tmp, index=False)
-    return sheet_df
+    sheet = _draw_slides(out, plan_new(new_patients), z, seed, NEW_SEED_OFFSET, width=width, height=height, mpp=mpp)
+    rounded = lambda a, d: [round(float(v), d) for v in a]  # noqa: E731  (as written: 0.1235, not 0.12350000000000001)
+    truth = pd.DataFrame({"case_id": sheet.case_id, **{f"{p}_fraction": rounded(z[:, k], 4) for k, p in enumerate(PROGRAMS)},
+                          "true_log_hazard": rounded(_log_hazard(z), 4)})
+    _write_tables(out, {"new_patients.csv": _relative_paths(sheet, out), "new_patients_truth.csv": truth})
+    return sheet
 
 
 def write_validation(out: Path, patients: int, seed: int, *, width: int = 4096, height: int = 3072,
@@ -378,20 +388,11 @@ def write_validation(out: Path, patients: int, seed: int, *, width: int = 4096, 
     `validation_clinical.csv` (case_id, slide_id, survival_months, censorship: no omics, as an
     external cohort often has none)."""
     out = Path(out)
-    (out / "slides").mkdir(parents=True, exist_ok=True)
     z = _validation_latents(patients, seed)
     months, censorship = _survival(z, np.random.default_rng([seed, 9]))
-    sheet, clinical = [], []
-    for n, s in enumerate(plan_validation(patients)):
-        path = out / "slides" / f"{s.slide_id}.tiff"
-        render_slide(path, width=width, height=height, mpp=mpp, z=z[n],
-                     seed=slide_seed(seed, VALIDATION_SEED_OFFSET + n))
-        sheet.append({"slide_id": s.slide_id, "case_id": s.case_id, "path": str(path)})
-        clinical.append({"case_id": s.case_id, "slide_id": s.slide_id, "survival_months": round(float(months[n]), 2),
-                         "censorship": int(censorship[n])})
-    sheet_df = pd.DataFrame(sheet, columns=["slide_id", "case_id", "path"])
-    for name, df in (("validation.csv", _relative_paths(sheet_df, out)),
-                     ("validation_clinical.csv", pd.DataFrame(clinical))):
-        with atomic_path(out / name) as tmp:
-            df.to_csv(tmp, index=False)
-    return sheet_df
+    sheet = _draw_slides(out, plan_validation(patients), z, seed, VALIDATION_SEED_OFFSET, width=width, height=height,
+                         mpp=mpp)
+    outcomes = pd.DataFrame({"case_id": sheet.case_id, "slide_id": sheet.slide_id,
+                             "survival_months": [round(float(m), 2) for m in months], "censorship": censorship})
+    _write_tables(out, {"validation.csv": _relative_paths(sheet, out), "validation_clinical.csv": outcomes})
+    return sheet

@@ -11,6 +11,7 @@ who cannot be scored gets a `status`/`reason` row; the others are scored.
 
 Two entry points: `run` (a slide sheet; segments, tiles and extracts the slides itself with the
 checkpoints' settings unless given a folder of features) and `predict_slide` (one slide, Python).
+`score_cohort` scores an external validation cohort the same way, for the `validate` stage.
 """
 
 from __future__ import annotations
@@ -269,3 +270,39 @@ def predict_slide(slide_path, models_dir, *, slide_id: str | None = None, mpp: f
         table = score(sheet, Path(tmp) / "features", ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp,
                       heatmaps_dir=heatmaps_dir, failed=failed)
     return table.iloc[0].to_dict()
+
+
+def check_disjoint(case_ids, ckpts: list[dict]) -> None:
+    """Refuse validation patients the models saw: any fold's training or held-out patients."""
+    seen = {str(c) for ck in ckpts for c in list(ck.get("train_ids") or []) + list(ck.get("val_ids") or [])}
+    both = sorted(set(map(str, case_ids)) & seen)
+    if both:
+        shown = ", ".join(both[:10]) + (f" and {len(both) - 10} more" if len(both) > 10 else "")
+        raise GhanetError(f"validation cohort: {len(both)} patient(s) are in the training cohort ({shown}); an "
+                          "external validation is on patients the models never saw: remove them from the "
+                          "validation cohort")
+
+
+def score_cohort(models_dir, slides: pd.DataFrame, features_dir, *, scheme: str = "median",
+                 allow_other_mpp: bool = False, calibration_months: float | None = None, out_csv=None) -> pd.DataFrame:
+    """A validation cohort scored by one model's folds: per patient the ensemble risk, the risk
+    group at the training cut-offs, the predicted survival at the calibration time (default: the
+    models' middle time-bin edge), the cut-offs used, and status/reason; written to `out_csv`.
+    Raises when the cohort overlaps the training cohort or no patient could be scored."""
+    ckpts = load_models(models_dir)
+    check_disjoint(slides.case_id, ckpts)
+    months = calibration_months or middle_bin_edge(ckpts)
+    table = score(slides, features_dir, ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp, survival_months=months)
+    cut = cutoffs(ckpts)
+    table.insert(0, "model", ckpts[0]["model"])
+    table = table.assign(calibration_months=months, cutoff_median=cut["median"],
+                         cutoff_tertile_1=cut["tertiles"][0], cutoff_tertile_2=cut["tertiles"][1])
+    if not table.status.eq("ok").any():
+        first = table.iloc[0]
+        raise GhanetError(f"validation cohort: no patient could be scored by {ckpts[0]['model']} "
+                          f"({first.case_id}: {first.reason})")
+    if out_csv is not None:
+        with atomic_path(out_csv) as tmp:
+            table.to_csv(tmp, index=False)
+    log.info("validation: %s scored %d of %d patients", table.model[0], int(table.status.eq("ok").sum()), len(table))
+    return table

@@ -1,14 +1,10 @@
 """Stage `validate`: external validation on an independent labelled cohort.
 
-Two jobs. `score` (one per slide-only model, where torch is): every fold's checkpoint of the
-model scores each validation patient from their slides' features, as `predict` scores new
-patients (the same encoder and resolution checks, a reason for each patient that cannot be
-scored); the ensemble risk is the mean over folds, and the risk group uses the cut-offs the folds
-fixed on their training patients, never refitted here. A validation patient who is in the
-training cohort (by case_id, in any fold's checkpoint) is refused with the list.
-
-`run` (the statistics environment) evaluates every model on the patients it scored who have an
-outcome: Harrell's C-index with a bootstrap 95% interval (patients resampled), the
+The cohort is scored first, one job per slide-only model where torch is (`predict.score_cohort`:
+every fold's checkpoint, the same encoder and resolution checks as for new patients, the risk
+groups cut at the training cohort's cut-offs, never refitted here, and its patients refused if any
+fold was trained or evaluated on them). `run`, in the statistics environment, then evaluates every
+model on the patients it scored who have an outcome: Harrell's C-index with a bootstrap 95% interval (patients resampled), the
 time-dependent AUC (cumulative/dynamic, scikit-survival) at the validation cohort's event-time
 quartiles, Kaplan-Meier curves by risk group with the numbers at risk, the log-rank p and the
 hazard ratio high vs low with its interval (lifelines), each model's paired difference to G-HANet
@@ -35,50 +31,6 @@ from .risk import GROUPS
 
 log = logging.getLogger("ghanet.validate")
 QUARTILES = (0.25, 0.5, 0.75)
-
-
-# ---------------------------------------------------------------- scoring (deep-learning env)
-
-
-def check_disjoint(case_ids, ckpts: list[dict]) -> None:
-    """Refuse validation patients the models saw: any fold's training or held-out patients."""
-    seen = {str(c) for ck in ckpts for c in list(ck.get("train_ids") or []) + list(ck.get("val_ids") or [])}
-    both = sorted(set(map(str, case_ids)) & seen)
-    if both:
-        shown = ", ".join(both[:10]) + (f" and {len(both) - 10} more" if len(both) > 10 else "")
-        raise GhanetError(f"validation cohort: {len(both)} patient(s) are in the training cohort ({shown}); an "
-                          "external validation is on patients the models never saw: remove them from the "
-                          "validation cohort")
-
-
-def score(models_dir, slides: pd.DataFrame, features_dir, *, scheme: str = "median", allow_other_mpp: bool = False,
-          calibration_months: float | None = None) -> pd.DataFrame:
-    """One row per validation patient: the model's ensemble risk, risk group (training cut-offs),
-    predicted survival at the calibration time, and status/reason. Raises when no one is scored."""
-    from . import predict
-
-    ckpts = predict.load_models(models_dir)
-    check_disjoint(slides.case_id, ckpts)
-    months = calibration_months or predict.middle_bin_edge(ckpts)
-    table = predict.score(slides, features_dir, ckpts, scheme=scheme, allow_other_mpp=allow_other_mpp,
-                          survival_months=months)
-    cut = predict.cutoffs(ckpts)
-    table.insert(0, "model", ckpts[0]["model"])
-    table = table.assign(calibration_months=months, cutoff_median=cut["median"],
-                         cutoff_tertile_1=cut["tertiles"][0], cutoff_tertile_2=cut["tertiles"][1])
-    if not table.status.eq("ok").any():
-        first = table.iloc[0]
-        raise GhanetError(f"validation cohort: no patient could be scored by {ckpts[0]['model']} "
-                          f"({first.case_id}: {first.reason})")
-    return table
-
-
-def run_score(models_dir, slides: pd.DataFrame, features_dir, *, out_csv, **kw) -> pd.DataFrame:
-    table = score(models_dir, slides, features_dir, **kw)
-    with atomic_path(out_csv) as tmp:
-        table.to_csv(tmp, index=False)
-    log.info("validation: %s scored %d of %d patients", table.model[0], int(table.status.eq("ok").sum()), len(table))
-    return table
 
 
 # ---------------------------------------------------------------- evaluation (statistics env)

@@ -43,17 +43,18 @@ def _features(run, sid):
 
 @pytest.mark.slow
 def test_chunked_run_equals_the_run_of_a_job_per_slide(tiny_run, tmp_path):
-    """The tiny demo with 3 slides per job: 4 slide jobs per stage instead of 8, and bit for bit the
-    features, risks and predictions of the run with a job per slide."""
+    """The tiny demo with 3 slides per job: 5 slide jobs per stage instead of 11, and bit for bit the
+    features, risks, predictions and validation of the run with a job per slide."""
     cfg = write_config(tmp_path / "config.yaml", dict(TINY_DEMO, slides_per_job=3))
     proc = snakemake(tmp_path, configfile=cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_counts(proc.stdout + proc.stderr)
-    assert jobs["segment_chunk"] == jobs["tile_chunk"] == jobs["extract_chunk"] == 4  # 7 slides in 3 + 1 new patient
+    assert jobs["segment_chunk"] == jobs["tile_chunk"] == jobs["extract_chunk"] == 5  # 7 slides in 3, 1 new patient + 3 held out in 2
     assert not {"segment", "tile", "extract"} & set(jobs)
     sheet = pd.read_csv(tmp_path / "results/demo/slides.csv")
     new = pd.read_csv(tmp_path / "results/demo/new_patients.csv")
-    for sid in [*sheet.slide_id, *new.slide_id]:
+    held_out = pd.read_csv(tmp_path / "results/demo/validation.csv")
+    for sid in [*sheet.slide_id, *new.slide_id, *held_out.slide_id]:
         mine, theirs = _features(tmp_path, sid), _features(tiny_run, sid)
         assert np.array_equal(mine[0], theirs[0]) and np.array_equal(mine[1], theirs[1]), sid
         for stage in ("segment", "tile", "extract"):  # each slide's own log, as with a job per slide
@@ -64,6 +65,8 @@ def test_chunked_run_equals_the_run_of_a_job_per_slide(tiny_run, tmp_path):
             assert mine.equals(pd.read_csv(tiny_run / f"results/models/{model}/fold_{k}/risks.csv")), (model, k)
     assert pd.read_csv(tmp_path / "results/predict/predictions.csv").equals(
         pd.read_csv(tiny_run / "results/predict/predictions.csv"))
+    assert pd.read_csv(tmp_path / "results/validation/validation.csv").equals(
+        pd.read_csv(tiny_run / "results/validation/validation.csv"))
     # the encoder is loaded (and its weights hashed) once per job, not once per slide
     for log in (tmp_path / "results/logs/extract_chunks").glob("*.log"):
         assert log.read_text().count("loaded once for this job") == 1, log.name
@@ -81,16 +84,16 @@ def test_chunked_run_equals_the_run_of_a_job_per_slide(tiny_run, tmp_path):
     edited = write_config(tmp_path / "edited.yaml", dict(per_slide, segment={"min_tissue_area_mm2": 0.05}))
     proc = snakemake(tmp_path, "-n", configfile=edited)
     jobs = job_counts(proc.stdout)
-    assert jobs.get("segment") == jobs.get("tile") == jobs.get("extract") == 8, jobs
+    assert jobs.get("segment") == jobs.get("tile") == jobs.get("extract") == 11, jobs
     assert "results/.provenance/segment/DEMO-000-S1" in proc.stdout  # the reason: its provenance marker
     edited = write_config(tmp_path / "edited.yaml", dict(per_slide, extract={"channels_last": False}))
     jobs = job_counts(snakemake(tmp_path, "-n", configfile=edited).stdout)
-    assert jobs.get("extract") == 8 and not {"segment", "tile"} & set(jobs), jobs
+    assert jobs.get("extract") == 11 and not {"segment", "tile"} & set(jobs), jobs
     # and the other way: outputs of jobs per slide (the tiny run), an edit with chunks redoes them
     edited = write_config(tmp_path / "chunked_edit.yaml",
                           dict(TINY_DEMO, slides_per_job=3, segment={"min_tissue_area_mm2": 0.05}))
     jobs = job_counts(snakemake(tiny_run, "-n", configfile=edited).stdout)
-    assert jobs.get("segment_chunk") == jobs.get("tile_chunk") == jobs.get("extract_chunk") == 4, jobs
+    assert jobs.get("segment_chunk") == jobs.get("tile_chunk") == jobs.get("extract_chunk") == 5, jobs
 
 
 def _slide_cohort(tmp_path, per_job):

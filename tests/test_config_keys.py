@@ -531,15 +531,15 @@ def test_workflow_keys(tmp_path):
     assert _commands(base, "demo-cohort")[0].count("--patients 6 --seed 6 --width 1536 --height 1024 --mpp 0.5")
     assert not any("--default-mpp" in c for c in _commands(base, "segment"))
     assert {c.split("--model ")[1].split()[0] for c in _commands(base, "train")} == {"ghanet", "abmil", "snn"}
-    # slides_per_job: the 7 cohort slides in jobs of 4, the new patient's in a job of its own
+    # slides_per_job: the 7 cohort slides in jobs of 4, the new patient's and the 3 held out in jobs of 4
     (tmp_path / "chunks").mkdir()
     chunked = _plan(tmp_path / "chunks", dict(TINY_DEMO, slides_per_job=4))
-    assert sorted(c.count('"slide_id"') for c in _commands(chunked, "extract")) == [1, 3, 4]
+    assert sorted(c.count('"slide_id"') for c in _commands(chunked, "extract")) == [3, 4, 4]
     assert "--slide-id" not in chunked
 
     (tmp_path / "b").mkdir()
     changed = dict(TINY_DEMO, results_dir="out", demo=dict(patients=5, seed=4, level0_mpp=0.25, width_px=1100,
-                                                           height_px=1200),
+                                                           height_px=1200, validation_patients=2),
                    extract={"write_pt": True}, train=dict(TINY_DEMO["train"], models=["ghanet", "abmil"]),
                    evaluate={"heatmaps": True, "heatmap_model": "abmil"}, cohort={"default_mpp": 0.5},
                    predict={"slide_sheet": str(new)})
@@ -547,7 +547,7 @@ def test_workflow_keys(tmp_path):
     assert "results/" not in plan and "out/features/" in plan
     assert "rule demo_new_patients" not in plan  # a predict sheet replaces the demo's new patients
     assert "--patients 5 --seed 4 --width 1100 --height 1200 --mpp 0.25" in _commands(plan, "demo-cohort")[0]
-    slides = {s.slide_id for s in demo.plan(5, 4)} | {"NEW-1"}
+    slides = {s.slide_id for s in demo.plan(5, 4)} | {"NEW-1", "VAL-000-S1", "VAL-001-S1"}  # and the 2 held out
     assert {c.split("--slide-id ")[1].split()[0] for c in _commands(plan, "segment")} == slides
     assert all("--default-mpp 0.5" in c for c in _commands(plan, "segment"))
     assert len(_commands(plan, "extract")) == len(slides) == len(_commands(plan, "export-pt"))

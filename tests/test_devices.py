@@ -113,10 +113,10 @@ def test_gpu_jobs_of_a_run_hold_distinct_devices(tiny_run, tmp_path):
         stamp = lambda line: datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()  # noqa: E731
         timed = [line for line in lines if line[:4].isdigit()]
         held.append((stamp(slot[0]), stamp(timed[-1]), slot[0].split("GPU slot: device ")[1].split()[0]))
-    assert len(held) == 8 and {d for *_, d in held} == {"0", "1"}  # 7 cohort slides and the new patient
+    assert len(held) == 11 and {d for *_, d in held} == {"0", "1"}  # 7 cohort slides, 1 new patient, 3 held out
     for i, (s1, e1, d1) in enumerate(held):
         overlapping = [d2 for j, (s2, e2, d2) in enumerate(held) if j != i and s2 < e1 and s1 < e2]
         assert d1 not in overlapping and len(overlapping) <= 1, held
     summary = re.findall(r"^warning: extract \((\d+) jobs?: .*the rule asked for a GPU and this job found none",
                          proc.stdout + proc.stderr, re.M)
-    assert sum(map(int, summary)) == 8
+    assert sum(map(int, summary)) == 11

@@ -18,35 +18,44 @@ COHORT_SLIDES = len(plan(TINY_DEMO["demo"]["patients"], TINY_DEMO["demo"]["seed"
 NEW = "results/demo/slides/DEMO-000-S1.tiff"  # a new patient's slide (a copy of a demo slide's file)
 BASE = dict(TINY_DEMO, predict={"slide_sheet": "new.csv"})
 
-# what consumes each stage's outputs, as job counts: 7 cohort slides + 1 new, 2 folds, 3 models
+HELD_OUT = TINY_DEMO["demo"]["validation_patients"]  # the demo's validation cohort: 3 patients, a slide each
+SLIDES = COHORT_SLIDES + 1 + HELD_OUT
+
+# what consumes each stage's outputs, as job counts: 7 cohort slides + 1 new + 3 held out, 2 folds,
+# 3 models, of which 2 (G-HANet and ABMIL) score slides alone and are validated
 AFTER_TRAIN = {"evaluate": 1, "predict": 1}
-ALL_MODELS = {"train": 6, **AFTER_TRAIN}
-SLIDE_MODELS = {"train": 4, **AFTER_TRAIN}  # G-HANet and ABMIL; the SNN reads no slide
-FROM_EXTRACT = {"extract": 8, "feature_manifest": 1, "slide_report": 1, **SLIDE_MODELS}  # the report: dropped patches
-FROM_TILE = {"tile": 8, "slide_report": 1, **FROM_EXTRACT}
-FROM_SEGMENT = {"segment": 8, **FROM_TILE}
+VALIDATED = {"validation_score": 2, "validate": 1}
+ALL_MODELS = {"train": 6, **AFTER_TRAIN, **VALIDATED}
+SLIDE_MODELS = {"train": 4, **AFTER_TRAIN, **VALIDATED}  # G-HANet and ABMIL; the SNN reads no slide
+GHANET = {"train": 2, **AFTER_TRAIN, "validation_score": 1, "validate": 1}  # G-HANet's keys alone
+FROM_EXTRACT = {"extract": SLIDES, "feature_manifest": 1, "slide_report": 1, **SLIDE_MODELS}  # the report: dropped patches
+FROM_TILE = {"tile": SLIDES, "slide_report": 1, **FROM_EXTRACT}
+FROM_SEGMENT = {"segment": SLIDES, **FROM_TILE}
 FROM_GENES = {"genes": 2, **ALL_MODELS}
 FROM_SPLITS = {"splits": 1, **FROM_GENES}
 
 
-def _everything(slides):
-    return {"demo_cohort": 1, "segment": slides + 1, "tile": slides + 1, "extract": slides + 1, "slide_report": 1,
-            "feature_manifest": 1, **FROM_SPLITS}
+def _everything(slides, held_out=True):
+    """Every job; `held_out`: the held-out cohort is drawn again too (else its slides stay as they are)."""
+    n = slides + 1 + (HELD_OUT if held_out else 0)
+    return {"demo_cohort": 1, **({"demo_validation": 1} if held_out else {}), "segment": n, "tile": n, "extract": n,
+            "slide_report": 1, "feature_manifest": 1, **FROM_SPLITS}
 
 
 NOTHING: dict = {}
 # key (or keys changed together) -> (new value(s), the jobs a dry run of the finished demo plans)
 TABLE = {
     "results_dir": ("out", _everything(COHORT_SLIDES)),
-    # chunk jobs instead of a job per slide (7 cohort slides in 3, the new patient's in 1): each finds
+    # chunk jobs instead of a job per slide (7 cohort slides in 3, the 4 scored in 2): each finds
     # its slides up to date by their stamps; the manifest and the slide report are read from the
     # chunks' tables, so they and what follows the manifest run again (the slides do not)
-    "slides_per_job": (3, {"segment_chunk": 4, "tile_chunk": 4, "extract_chunk": 4, "slide_report": 1,
+    "slides_per_job": (3, {"segment_chunk": 5, "tile_chunk": 5, "extract_chunk": 5, "slide_report": 1,
                            "feature_manifest": 1, **SLIDE_MODELS}),
     "cohort.slide_sheet, cohort.clinical, cohort.signatures":  # the demo's own files, copied
         (("copies/slides.csv", "copies/clinical.csv", "copies/signatures.csv"),
-         # the slide table carries the sheet's columns; the manifest reads its slide list from the sheet
-         {"slide_report": 1, "feature_manifest": 1, **FROM_SPLITS}),
+         # the slide table carries the sheet's columns; the manifest reads its slide list from the sheet;
+         # a cohort of one's own has no demo held-out cohort to validate on
+         {"slide_report": 1, "feature_manifest": 1, **{k: n for k, n in FROM_SPLITS.items() if k not in VALIDATED}}),
     # the finished run's own features, given as a cohort's: nothing is extracted or trained again;
     # the slide table now covers the new patient's slide alone
     "cohort.features, cohort.slide_sheet, cohort.clinical, cohort.signatures":
@@ -59,12 +68,14 @@ TABLE = {
     "cohort.mpp_range": ([0.2, 5.0], FROM_SEGMENT),
     "cohort.on_slide_error": ("skip", NOTHING),  # decides only whether a bad slide stops the run
     "cohort.max_lost_fraction": (0.5, NOTHING),  # decides only whether a problem stops the run
-    "demo.patients": (7, _everything(len(plan(7, 6)))),
+    "demo.patients": (7, _everything(len(plan(7, 6)), held_out=False)),
     "demo.seed": (2, _everything(len(plan(6, 2)))),
     "demo.level0_mpp": (0.25, _everything(COHORT_SLIDES)),
     "demo.width_px": (1600, _everything(COHORT_SLIDES)),
     "demo.height_px": (1100, _everything(COHORT_SLIDES)),
     "demo.new_patients": (2, NOTHING),  # scored only where no predict sheet is given (BASE gives one)
+    "demo.validation_patients": (2, {"demo_validation": 1, "segment": 2, "tile": 2, "extract": 2, "slide_report": 1,
+                                     **VALIDATED}),
     "segment.seg_mpp": (16.0, FROM_SEGMENT),
     "segment.saturation_threshold": (30, FROM_SEGMENT),
     "segment.min_tissue_area_mm2": (0.05, FROM_SEGMENT),
@@ -84,44 +95,53 @@ TABLE = {
     "extract.max_corrupt_fraction": (0.5, NOTHING),  # decides only whether a damaged slide stops the run
     "extract.precision": ("fp32", FROM_EXTRACT),
     "extract.channels_last": (False, FROM_EXTRACT),
-    "extract.write_pt": (True, {"export_pt": 8}),  # converted from the HDF5: adds jobs only
+    "extract.write_pt": (True, {"export_pt": SLIDES}),  # converted from the HDF5: adds jobs only
     "labels.n_bins": (3, FROM_SPLITS),  # folds are stratified by time bin
     "labels.fit_on": ("cohort", FROM_GENES),
-    "splits.folds": (3, {"splits": 1, "genes": 3, "train": 9, **AFTER_TRAIN}),
+    "splits.folds": (3, {"splits": 1, "genes": 3, "train": 9, **AFTER_TRAIN, **VALIDATED}),
     "splits.seed": (1, FROM_SPLITS),
     "splits.split_dir": ("given", FROM_SPLITS),
     "genes.alpha": (0.1, FROM_GENES),
     "genes.correction": ("bh", FROM_GENES),
     "genes.min_features": (3, FROM_GENES),
     "model.hidden_dim": (256, SLIDE_MODELS),  # sizes G-HANet and ABMIL
-    "model.heads": (2, {"train": 2, **AFTER_TRAIN}),  # G-HANet only
-    "model.head_dim": (64, {"train": 2, **AFTER_TRAIN}),
-    "model.topk_ratio": (0.5, {"train": 2, **AFTER_TRAIN}),
+    "model.heads": (2, GHANET),  # G-HANet only
+    "model.head_dim": (64, GHANET),
+    "model.topk_ratio": (0.5, GHANET),
     "model.dropout": (0.1, ALL_MODELS),  # every model
-    "model.share_attention": (False, {"train": 2, **AFTER_TRAIN}),
+    "model.share_attention": (False, GHANET),
     "train.models": (["ghanet", "abmil"], {"evaluate": 1}),  # drops the SNN, retrains nothing
     "train.epochs": (3, ALL_MODELS),
     "train.lr": (0.001, ALL_MODELS),
     "train.weight_decay": (0.0001, ALL_MODELS),
     "train.grad_accum": (2, ALL_MODELS),
-    "train.recon_weight": (0.5, {"train": 2, **AFTER_TRAIN}),  # G-HANet's loss only
+    "train.recon_weight": (0.5, GHANET),  # G-HANet's loss only
     "train.balanced_sampling": (False, ALL_MODELS),
     "train.scheduler": ("cosine", ALL_MODELS),
     "train.seed": (2, ALL_MODELS),
     "train.inner_val_fraction": (0.3, ALL_MODELS),
     "train.patience": (3, NOTHING),  # no early stopping without an inner split
-    "evaluate.risk_groups": ("tertiles", AFTER_TRAIN),
+    "evaluate.risk_groups": ("tertiles", {**AFTER_TRAIN, **VALIDATED}),
     "evaluate.heatmaps": (True, {"heatmaps": 2}),
     "evaluate.heatmap_model": ("abmil", NOTHING),  # held-out heatmaps are off here: nothing to redraw
     "predict.slide_sheet": ("new2.csv", {"segment": 1, "tile": 1, "extract": 1, "slide_report": 1, "predict": 1}),
     "predict.model": ("abmil", {"predict": 1}),
-    "predict.allow_other_mpp": (True, {"predict": 1}),
+    "predict.allow_other_mpp": (True, {"predict": 1, **VALIDATED}),  # the held-out cohort is scored as predict scores
     "predict.heatmaps": (False, NOTHING),  # the predictions do not depend on drawing heatmaps
     "heatmap.mpp": (2.0, {"predict": 1}),  # the new patients' heatmaps are redrawn (evaluate.heatmaps is off)
     "heatmap.max_side_px": (1024, {"predict": 1}),
     "heatmap.scale": ("percentile", {"predict": 1}),
     "heatmap.smooth": (False, {"predict": 1}),
     "heatmap.top_k": (4, {"predict": 1}),
+    # the held-out cohort's own files, copied: scored and evaluated again, its slides unchanged
+    "validation.slide_sheet, validation.clinical": (("copies/validation.csv", "copies/validation_clinical.csv"),
+                                                    {"slide_report": 1, **VALIDATED}),
+    # its features, given (the very files scored before, which stand): none of its slides is
+    # processed (the slide table drops them); the evaluation reads the copied outcomes
+    "validation.features, validation.clinical": (("results/features/efficientnet_lite0", "copies/validation_clinical.csv"),
+                                                 {"slide_report": 1, "validate": 1}),
+    "validation.status_column": ("censorship", {"validate": 1}),  # empty was cohort.status_column's
+    "validation.calibration_months": (6.0, VALIDATED),
 }
 
 
@@ -149,6 +169,9 @@ def finished(tiny_run, tmp_path_factory):
         shutil.copy(work / "results/demo" / name, work / "copies" / name)
     sheet = pd.read_csv(work / "results/demo/slides.csv")  # paths are relative to the sheet's folder
     sheet.assign(path="../results/demo/" + sheet.path).to_csv(work / "copies/slides.csv", index=False)
+    held_out = pd.read_csv(work / "results/demo/validation.csv")
+    held_out.assign(path="../results/demo/" + held_out.path).to_csv(work / "copies/validation.csv", index=False)
+    shutil.copy(work / "results/demo/validation_clinical.csv", work / "copies/validation_clinical.csv")
     risks = pd.read_csv(work / "results/models/snn/fold_0/risks.csv")
     val = list(risks.case_id[risks.split == "val"])
     train = list(risks.case_id[risks.split == "train"])
@@ -201,7 +224,7 @@ def test_runtime_knobs_rerun_nothing(finished):
 def test_config_overrides_are_typed_by_the_schema(finished):
     out = _plan(finished, BASE, "--config", "train={epochs: 3, lr: 1e-3, balanced_sampling: false}",
                 "extract={write_pt: true}", "cohort={default_mpp: null}")
-    assert {k: v for k, v in job_counts(out).items() if k != "all"} == {**ALL_MODELS, "export_pt": 8}
+    assert {k: v for k, v in job_counts(out).items() if k != "all"} == {**ALL_MODELS, "export_pt": SLIDES}
     assert "train.epochs=3" in out and "train.lr=0.001" in out and "train.balanced_sampling=false" in out
 
 

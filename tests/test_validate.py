@@ -75,11 +75,11 @@ def test_a_patients_group_does_not_depend_on_the_rest_of_the_cohort(tiny_run):
     for model in SLIDE_ONLY:
         whole = pd.read_csv(tiny_run / f"results/validation/risks/{model}.csv").set_index("case_id")
         for case, one in slides.groupby("case_id"):
-            alone = validate.score(tiny_run / f"results/models/{model}", one, _features_dir(tiny_run)).iloc[0]
+            alone = predict.score_cohort(tiny_run / f"results/models/{model}", one, _features_dir(tiny_run)).iloc[0]
             assert alone.risk == pytest.approx(whole.at[case, "risk"]) and alone.risk_group == whole.at[case, "risk_group"]
             assert alone.predicted_survival == pytest.approx(whole.at[case, "predicted_survival"])
     # survival predicted at another time: higher earlier (the first bin's end is past 1 month)
-    early = validate.score(tiny_run / "results/models/ghanet", slides, _features_dir(tiny_run), calibration_months=1.0)
+    early = predict.score_cohort(tiny_run / "results/models/ghanet", slides, _features_dir(tiny_run), calibration_months=1.0)
     assert set(early.calibration_months) == {1.0}
     default = pd.read_csv(tiny_run / "results/validation/risks/ghanet.csv")
     assert (early.predicted_survival.to_numpy() > default.predicted_survival.to_numpy()).all()
@@ -145,7 +145,7 @@ def test_a_validation_patient_of_the_training_cohort_is_refused(tiny_run, tmp_pa
     # the scoring job checks the checkpoints' own record too (a models folder of another run)
     slides = pd.DataFrame({"slide_id": ["X-1", trained.slide_id], "case_id": ["X", trained.case_id], "path": ""})
     with pytest.raises(GhanetError, match=f"in the training cohort \\({trained.case_id}\\)"):
-        validate.score(tiny_run / "results/models/ghanet", slides, _features_dir(tiny_run))
+        predict.score_cohort(tiny_run / "results/models/ghanet", slides, _features_dir(tiny_run))
 
 
 @bad_input("validation features of another encoder")

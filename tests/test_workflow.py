@@ -53,8 +53,10 @@ def test_demo_runs_end_to_end(tiny_run):
             assert f["features"].shape[1] == 1280 and f["features"].shape[0] == f["coords"].shape[0] > 0
     report = pd.read_csv(tmp_path / "results/report/slides.csv")
     new = pd.read_csv(tmp_path / "results/demo/new_patients.csv")  # the demo's patient to score
-    assert sorted(report.slide_id) == sorted([*sheet.slide_id, *new.slide_id]) and (report.n_tiles > 0).all()
-    # what the HTML report shows of slide QC: one contact sheet for these 8 slides
+    held_out = pd.read_csv(tmp_path / "results/demo/validation.csv")  # and its validation cohort
+    assert sorted(report.slide_id) == sorted([*sheet.slide_id, *new.slide_id, *held_out.slide_id])
+    assert (report.n_tiles > 0).all()
+    # what the HTML report shows of slide QC: one contact sheet for these 11 slides
     assert [p.name for p in sorted((tmp_path / "results/report/slide_qc").glob("*.jpg"))] == ["slides_001.jpg"]
     for k in range(2):
         sel = json.loads((tmp_path / f"results/genes/fold_{k}/selection.json").read_text())

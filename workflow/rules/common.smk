@@ -469,6 +469,21 @@ if VALIDATION_SLIDES and not VALIDATE:
     print(f"validation skipped: {why}", file=sys.stderr)
 
 
+def validation_features(wildcards):
+    """The cohort's feature files: ours, or those validation.features has for its slides (a slide
+    without one is not an input: the scoring job names it as unscored)."""
+    if VALIDATION_FEATURES_IN:
+        found = (find_feature_file(VALIDATION_FEATURES_IN, sid) for sid in VALIDATION_SLIDES)
+        return [str(p) for p in found if p]
+    return slides_done("extract", VALIDATION_SLIDES, f"{FEATURES_DIR}/{{slide}}.h5")
+
+
+def validation_slides(wildcards, input):
+    """Where the scoring job reads the cohort's slides: its sheet, or the clinical table's slide_id."""
+    return f"--slide-sheet {shlex.quote(VALIDATION_SHEET)}" if VALIDATION_SHEET else \
+        f"--clinical {shlex.quote(VALIDATION_CLINICAL)}"
+
+
 FAILURES_CSV = f"{RESULTS}/report/failures.csv"
 
 

@@ -1,21 +1,7 @@
-# External validation on an independent labelled cohort (logic: ghanet_pipeline/validate.py): each
+# External validation on an independent labelled cohort (logic: ghanet_pipeline/predict.py scores,
+# validate.py evaluates): each
 # slide-only model's fold ensemble scores it (one job per model, where torch is), one job evaluates
 # them all. Its slides go through the same segment, tile and extract rules, unless given as features.
-
-
-def validation_features(wildcards):
-    """The cohort's feature files: ours, or those validation.features has for its slides (a slide
-    without one is not an input: the scoring job names it as unscored)."""
-    if VALIDATION_FEATURES_IN:
-        found = (find_feature_file(VALIDATION_FEATURES_IN, sid) for sid in VALIDATION_SLIDES)
-        return [str(p) for p in found if p]
-    return slides_done("extract", VALIDATION_SLIDES, f"{FEATURES_DIR}/{{slide}}.h5")
-
-
-def validation_slides(wildcards, input):
-    """Where the scoring job reads the cohort's slides: its sheet, or the clinical table's slide_id."""
-    return f"--slide-sheet {shlex.quote(VALIDATION_SHEET)}" if VALIDATION_SHEET else \
-        f"--clinical {shlex.quote(VALIDATION_CLINICAL)}"
 
 
 rule validation_score:
