@@ -30,8 +30,8 @@ if what == "ours":
     st = segment.run(slide, "b", cfg["segment"], geojson=out + ".geojson", qc_png=out + ".png",
                      stats_json=out + ".json")
     t_seg = time.perf_counter() - t
-    res = tile.run(slide, "b", cfg["tile"], contours=out + ".geojson", coords_h5=out + ".h5",
-                   qc_png=out + ".tile.png")
+    res = tile.run(slide, "b", cfg["tile"], contours=out + ".geojson", coords_h5=out + ".h5",  # as the workflow
+                   qc_png=out + ".tile.png", segment_stats=out + ".json", segment_qc=out + ".png")
     extra = dict(n_tiles=res["n_tiles"], n_pieces=st["n_pieces"], n_holes=st["n_holes"],
                  tissue_area_mm2=st["tissue_area_mm2"], pen_area_mm2=st["pen_area_mm2"], segment_s=t_seg,
                  tile_s=time.perf_counter() - t - t_seg)

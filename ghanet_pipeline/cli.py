@@ -94,7 +94,7 @@ def _add_device_args(p: argparse.ArgumentParser) -> None:
 # make rule), and the options that change how a slide is run but not what it gives.
 SLIDE_FILES = {
     "segment": ([], ["geojson", "qc", "stats"]),
-    "tile": (["contours", "segment_stats"], ["coords", "qc"]),
+    "tile": (["contours", "segment_stats", "segment_qc"], ["coords", "qc"]),
     "extract": (["coords"], ["features", "features_pt"]),
     "export-pt": (["features"], ["out"]),
 }
@@ -246,7 +246,7 @@ def cmd_tile(args) -> None:
     def work():
         res = tile.run(args.slide, args.slide_id, _section(args, "tile"), contours=args.contours,
                        coords_h5=args.coords, qc_png=args.qc, sheet_mpp=args.mpp, default_mpp=args.default_mpp,
-                       segment_stats=args.segment_stats, mpp_range=args.mpp_range)
+                       segment_stats=args.segment_stats, mpp_range=args.mpp_range, segment_qc=args.segment_qc)
         log.info("tile %s: %d tiles of %d level-0 px read at level %d", args.slide_id, res["n_tiles"],
                  res["patch_size_level0"], res["patch_level"])
 
@@ -655,6 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contours", required=True, help="GeoJSON written by `ghanet segment`")
     p.add_argument("--segment-stats", default=None,
                    help="stats JSON written by `ghanet segment`: take its level-0 mpp (instead of --mpp)")
+    p.add_argument("--segment-qc", default=None,
+                   help="QC image written by `ghanet segment`: the grid is drawn on it (else the slide is read again)")
     p.add_argument("--coords", required=True)
     p.add_argument("--qc", required=True)
     p.set_defaults(func=cmd_tile)

@@ -223,7 +223,8 @@ def _process_slides(sheet: pd.DataFrame, sections: dict, work: Path, device: str
                         qc_png=work / f"{sid}.qc.png", stats_json=work / f"{sid}.stats.json", sheet_mpp=mpp,
                         mpp_range=sections.get("cohort", {}).get("mpp_range"))
             tile.run(row.path, sid, tile_params, contours=work / f"{sid}.geojson", coords_h5=work / f"{sid}.coords.h5",
-                     qc_png=work / f"{sid}.tiles.png", segment_stats=work / f"{sid}.stats.json")
+                     qc_png=work / f"{sid}.tiles.png", segment_stats=work / f"{sid}.stats.json",
+                     segment_qc=work / f"{sid}.qc.png")
             extract.run(row.path, sid, sections["extract"], coords_h5=work / f"{sid}.coords.h5",
                         features_h5=work / "features" / f"{sid}.h5", device=device, threads=threads)
         except GhanetError as exc:

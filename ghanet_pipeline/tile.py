@@ -52,15 +52,21 @@ def _fill_ring(mask: np.ndarray, xs: np.ndarray, ys: np.ndarray, value: bool, to
     from skimage.measure import points_in_poly
 
     h, w = mask.shape
-    inside = np.zeros((h, w), bool)
+    # the ring's bounding box: the work is the ring's size, not the slide's (a slide's many small
+    # holes would each sweep the whole grid); the coordinates themselves stay as they are
+    r0, r1 = max(0, int(np.floor(ys.min()))), min(h, int(np.ceil(ys.max())) + 1)
+    c0, c1 = max(0, int(np.floor(xs.min()))), min(w, int(np.ceil(xs.max())) + 1)
+    if r0 >= r1 or c0 >= c1:
+        return
+    inside = np.zeros((r1 - r0, c1 - c0), bool)
     y, x = _row_crossings(xs, ys, h, closed=False)
     if len(y):  # each row has an even number of crossings: consecutive pairs bound the runs inside
         order = np.lexsort((x, y))
-        y, x = y[order].reshape(-1, 2)[:, 0], x[order].reshape(-1, 2)
-        runs = np.zeros((h, w + 1), np.int32)
-        np.add.at(runs, (y, np.clip(np.ceil(x[:, 0]), 0, w).astype(np.int64)), 1)
-        np.add.at(runs, (y, np.clip(np.ceil(x[:, 1]), 0, w).astype(np.int64)), -1)
-        inside = np.cumsum(runs[:, :w], axis=1) > 0
+        y, x = y[order].reshape(-1, 2)[:, 0] - r0, x[order].reshape(-1, 2)
+        runs = np.zeros((r1 - r0, c1 - c0 + 1), np.int32)
+        np.add.at(runs, (y, np.clip(np.ceil(x[:, 0]), c0, c1).astype(np.int64) - c0), 1)
+        np.add.at(runs, (y, np.clip(np.ceil(x[:, 1]), c0, c1).astype(np.int64) - c0), -1)
+        inside = np.cumsum(runs[:, :c1 - c0], axis=1) > 0
     yb, xb = _row_crossings(xs, ys, h, closed=True, tol=tol)
     on = np.abs(xb - np.round(xb)) <= tol
     near = [np.stack([yb[on], np.round(xb[on])], axis=1)]
@@ -70,11 +76,12 @@ def _fill_ring(mask: np.ndarray, xs: np.ndarray, ys: np.ndarray, value: bool, to
         cols = np.arange(np.ceil(a - tol), np.floor(b + tol) + 1)
         near.append(np.stack([np.full(len(cols), row), cols], axis=1))
     near = np.concatenate(near).astype(np.int64)
-    near = near[(near[:, 0] >= 0) & (near[:, 0] < h) & (near[:, 1] >= 0) & (near[:, 1] < w)]
+    near = near[(near[:, 0] >= r0) & (near[:, 0] < r1) & (near[:, 1] >= c0) & (near[:, 1] < c1)]
     if len(near):
         near = np.unique(near, axis=0)
-        inside[near[:, 0], near[:, 1]] = points_in_poly(near[:, ::-1].astype(float), np.stack([xs, ys], axis=1))
-    mask[inside] = value
+        inside[near[:, 0] - r0, near[:, 1] - c0] = points_in_poly(near[:, ::-1].astype(float),
+                                                                  np.stack([xs, ys], axis=1))
+    mask[r0:r1, c0:c1][inside] = value
 
 
 def _coverage(polygons, nx: int, ny: int, patch_size_level0: int) -> np.ndarray:
@@ -123,11 +130,25 @@ def record_failure(slide_id: str, reason: str, *, coords_h5: str, qc_png: str, s
     formats.write_image(qc_png, np.full((64, 64, 3), 200, np.uint8))
 
 
+def _qc_base(slide, slide_id: str, slide_path, segment_qc) -> np.ndarray:
+    """The image the grid is drawn on: segmentation's QC image where there is one of this slide's
+    shape (the same 1,024 px thumbnail, outlined), else a thumbnail read from the slide."""
+    size = wsi.thumbnail_size(slide, 1024)  # read first: a handle that met a corrupt tile answers nothing after
+    if segment_qc is not None:
+        image = cv2.imread(str(segment_qc), cv2.IMREAD_COLOR)
+        if image is not None and image.shape[1::-1] == tuple(size):
+            return np.ascontiguousarray(image[..., ::-1])  # BGR -> RGB
+    return wsi.read_rgb_at(slide, size, slide_id, slide_path)
+
+
 def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h5: str, qc_png: str,
         sheet_mpp: float | None = None, default_mpp: float | None = None, segment_stats=None,
-        mpp_range=None) -> dict:
+        mpp_range=None, segment_qc=None) -> dict:
     """With `segment_stats` (the workflow's way) the level-0 mpp and the segmentation settings are
-    the ones segmentation used; else the mpp is resolved here from the sheet, file or default."""
+    the ones segmentation used; else the mpp is resolved here from the sheet, file or default.
+    With `segment_qc` the QC grid is drawn on segmentation's QC image (the slide with its outlines)
+    instead of a thumbnail read from the slide again: on a single-level slide that read decodes the
+    whole of level 0 a second time."""
     settings = {}
     if segment_stats is not None:
         stats = json.loads(Path(segment_stats).read_text())
@@ -172,12 +193,11 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
     }
     formats.write_coords(coords_h5, coords, attrs)
 
-    w0 = slide.dimensions[0]  # read first: a handle that met a corrupt tile answers nothing after
-    thumb = wsi.read_rgb_at(slide, wsi.thumbnail_size(slide, 1024), slide_id, slide_path)
-    f = thumb.shape[1] / w0
-    for x, y in coords:
+    thumb = _qc_base(slide, slide_id, slide_path, segment_qc)
+    f = thumb.shape[1] / slide.dimensions[0]
+    for x, y in coords:  # orange: segmentation's outlines are green, its holes blue, ink magenta
         cv2.rectangle(thumb, (int(x * f), int(y * f)), (int((x + ps0) * f), int((y + ps0) * f)),
-                      (0, 120, 0), 1)
+                      (255, 140, 0), 1)
     formats.write_image(qc_png, thumb)
     return {"slide_id": slide_id, "n_tiles": int(len(coords)), "patch_level": level,
             "patch_size_level0": ps0, "mean_coverage": float(coverage.mean()) if len(coverage) else 0.0}

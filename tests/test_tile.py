@@ -164,3 +164,29 @@ def test_min_coverage_controls_tile_count(demo_cohort, tmp_path):
     counts = [len(_run(tmp_path, sheet.path[0], f"c{c}", params=dict(CFG["tile"], min_coverage=c))[1])
               for c in (0.1, 0.5, 0.95)]
     assert counts[0] > counts[1] > counts[2] > 0
+
+
+def test_the_qc_grid_is_drawn_on_segmentations_image_without_reading_the_slide_again(tmp_path):
+    """The workflow's tile job gets segmentation's QC image: the grid goes on it (what is there,
+    outlines and all, stays), and a slide is decoded once for both QC images. An image of another
+    shape (a stale file, say) is not used: the slide is read as before."""
+    import cv2
+
+    res, coords, attrs = _run(tmp_path, CMU_SLIDE, "cmu")
+    read = cv2.imread(str(tmp_path / "cmu.tile.png"))
+    seg_qc = cv2.imread(str(tmp_path / "cmu.png"))
+    assert read.shape == seg_qc.shape
+    marked = np.zeros(seg_qc.shape, np.uint8)
+    marked[:, :, 0] = 255  # pure blue (BGR): unlike any slide
+    cv2.imwrite(str(tmp_path / "marked.png"), marked)
+    drawn = {}
+    for name, qc in (("marked", tmp_path / "marked.png"), ("other shape", tmp_path / "small.png")):
+        cv2.imwrite(str(tmp_path / "small.png"), marked[:10, :10])
+        again = tile.run(str(CMU_SLIDE), "cmu", CFG["tile"], contours=tmp_path / "cmu.geojson",
+                         coords_h5=tmp_path / "again.h5", qc_png=tmp_path / f"{name}.png",
+                         segment_stats=tmp_path / "cmu.json", segment_qc=qc)
+        assert again["n_tiles"] == res["n_tiles"]  # the tiles do not depend on it
+        drawn[name] = cv2.imread(str(tmp_path / f"{name}.png"))
+    grid = (drawn["marked"] != marked).any(axis=2)
+    assert 0 < grid.mean() < 0.5 and (drawn["marked"][~grid] == marked[~grid]).all()
+    assert np.array_equal(drawn["other shape"], read)  # read from the slide, as without it

@@ -6,6 +6,7 @@ rule tile:
         slide=slide_input,
         contours=f"{RESULTS}/segment/{{slide}}.geojson",
         stats=f"{RESULTS}/segment/{{slide}}.stats.json",
+        seg_qc=f"{RESULTS}/segment/{{slide}}.qc.jpg",  # the QC grid is drawn on it: no second read of the slide
         provenance=chunk_provenance("tile"),
     output:
         coords=f"{RESULTS}/tile/{{slide}}.h5",
@@ -25,7 +26,8 @@ rule tile:
     threads: 1
     shell:
         "python -m ghanet_pipeline tile --slide {params.slide:q} --slide-id {wildcards.slide:q} {params.on_error}"
-        " --contours {input.contours:q} --segment-stats {input.stats:q} --params {params.section:q} --coords {output.coords:q}"
+        " --contours {input.contours:q} --segment-stats {input.stats:q} --segment-qc {input.seg_qc:q}"
+        " --params {params.section:q} --coords {output.coords:q}"
         " --qc {output.qc:q} --stamp-extra {params.stamp:q} 2> {log:q}"
 
 
@@ -43,6 +45,7 @@ rule tile_chunk:
         section=tile_section,
         paths=slide_patterns(contours=f"{RESULTS}/segment/{{slide}}.geojson",
                              segment_stats=f"{RESULTS}/segment/{{slide}}.stats.json",
+                             segment_qc=f"{RESULTS}/segment/{{slide}}.qc.jpg",
                              coords=f"{RESULTS}/tile/{{slide}}.h5", qc=f"{RESULTS}/tile/{{slide}}.qc.jpg",
                              slide_log=f"{RESULTS}/logs/tile/{{slide}}.log"),
     conda:
