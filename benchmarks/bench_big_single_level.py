@@ -34,7 +34,7 @@ t = time.perf_counter()
 st = segment.run(slide, "big", cfg["segment"], geojson=out + ".geojson", qc_png=out + ".png", stats_json=out + ".json")
 t_seg = time.perf_counter() - t
 res = tile.run(slide, "big", cfg["tile"], contours=out + ".geojson", coords_h5=out + ".h5", qc_png=out + ".tile.png",
-               segment_stats=out + ".json")
+               segment_stats=out + ".json", segment_qc=out + ".png")  # as the workflow runs it
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(json.dumps(dict(wall_s=time.perf_counter() - t, segment_s=t_seg, peak_rss_mb=int(hwm) / 1024,
                       n_tiles=res["n_tiles"], n_pieces=st["n_pieces"], tissue_area_mm2=st["tissue_area_mm2"])))

@@ -216,13 +216,73 @@ class _Reader:
         return out
 
 
+DCT_SCALE = 8  # libjpeg-turbo decodes a JPEG at 1/8 of its size (DCT scaling) at a fraction of the cost
+
+
+def _block_mean(img: np.ndarray, s: int) -> np.ndarray:
+    """Means of s x s blocks, the last row and column of blocks ragged (only the pixels there)."""
+    rows, cols = np.arange(0, img.shape[0], s), np.arange(0, img.shape[1], s)
+    sums = np.add.reduceat(np.add.reduceat(img.astype(np.uint32), rows, axis=0), cols, axis=1)
+    counts = np.outer(np.diff(np.append(rows, img.shape[0])), np.diff(np.append(cols, img.shape[1])))
+    return (sums / counts[..., None] + 0.5).astype(np.uint8)
+
+
+def _dct_reduced(slide, path, level: int, f: int) -> np.ndarray | None:
+    """The level shrunk f-fold (f a multiple of 8) into means of f x f blocks, from its stored JPEG
+    tiles decoded at 1/8 scale by libjpeg-turbo (each 8 x 8 block's mean straight from its DCT: most
+    of the inverse DCT and colour conversion skipped), then block means of those. Edge tiles are
+    decoded whole, so their padding is not averaged in. None where the level is not plain JPEG
+    tiles or a tile does not decode: OpenSlide reads it, around what it cannot. Not bit-exact with a
+    full decode and block means (benchmarks/RESULTS.md says how close)."""
+    import math
+
+    import simplejpeg
+
+    from .stored_tiles import StoredTiles
+
+    s = DCT_SCALE
+    stored, _ = StoredTiles.open(path, slide, level)
+    if stored is None:
+        return None
+    try:
+        w, h, tw, th = stored.width, stored.height, stored.tw, stored.th
+        if tw % s or th % s:
+            return None
+        sw, sh = tw // s, th // s
+        band = th * f // math.gcd(th, f)  # level rows per band: whole tile rows and whole f-blocks
+        mid = np.empty((-(-h // f), -(-w // f), 3), np.uint8)
+        strip = np.empty((band // s, stored.across * sw, 3), np.uint8)
+        for y in range(0, h, band):
+            rows = min(band, h - y)
+            for ty in range(y // th, -(-(y + rows) // th)):
+                top = (ty * th - y) // s
+                edge_y = min(th, h - ty * th)
+                for tx in range(stored.across):
+                    jpeg, edge_x = stored.jpeg(ty * stored.across + tx), min(tw, w - tx * tw)
+                    if edge_x < tw or edge_y < th:  # the padding of an edge tile must not be averaged in
+                        tile = _block_mean(simplejpeg.decode_jpeg(jpeg, colorspace="RGB", strict=True)[:edge_y, :edge_x], s)
+                    else:
+                        tile = simplejpeg.decode_jpeg(jpeg, colorspace="RGB", strict=True, min_height=sh, min_width=sw)
+                        if tile.shape[:2] != (sh, sw):
+                            return None
+                    strip[top:top + tile.shape[0], tx * sw:tx * sw + tile.shape[1]] = tile
+            part = strip[:-(-rows // s), :-(-w // s)]
+            mid[y // f:y // f + -(-rows // f)] = part if f == s else _block_mean(part, f // s)
+        return mid
+    except ValueError:  # a corrupt tile (strict decoding)
+        return None
+    finally:
+        stored.close()
+
+
 def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str, path,
                 unreadable: list | None = None) -> np.ndarray:
     """The whole slide as RGB uint8 at `size` (w, h) pixels, transparent (unscanned) areas white.
 
     Reads the coarsest level at least as fine as `size`, band by band, and downsamples each band on
     the fly, so memory is bounded by the output and one band whatever the slide (a single-level
-    slide is never read whole). Where OpenSlide sees one level but the file keeps a pyramid that it
+    slide is never read whole). A level of JPEG tiles 8-fold or more larger than `size` (a
+    single-level slide, say) is decoded at 1/8 scale instead (`_dct_reduced`). Where OpenSlide sees one level but the file keeps a pyramid that it
     does not (OME-TIFF SubIFDs), the pyramid level is read with tifffile instead. What OpenSlide
     cannot decode (corrupt stored tiles) is read around, left white and appended to `unreadable` as
     level-0 (x, y, w, h); a slide more than half unreadable is an error (a truncated file, say).
@@ -245,6 +305,11 @@ def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str
     # f of pixels per side, each shrunk f-fold exactly, so no seam shows; the small result (under
     # twice the output per side) is resized to the output at the end
     f = max(1, min(lw // out_w, lh // out_h))
+    # JPEG tiles decoded small, shrunk by the multiple of 8 at or under f (the resize below does the rest)
+    reduced = _dct_reduced(slide, path, level, f // DCT_SCALE * DCT_SCALE) if f >= DCT_SCALE else None
+    if reduced is not None:
+        return reduced if reduced.shape[:2] == (out_h, out_w) else cv2.resize(reduced, (out_w, out_h),
+                                                                              interpolation=cv2.INTER_AREA)
     band_h, chunk_w = f * max(1, BLOCK_PX[1] // f), f * max(1, BLOCK_PX[0] // f)
     mid_w, mid_h = -(-lw // f), -(-lh // f)
     mid = np.empty((mid_h, mid_w, 3), np.uint8)

@@ -151,8 +151,8 @@ def test_tiles_under_marker_ink_are_dropped(tmp_path, cmu_rgb):
 
 
 def test_single_level_slides_are_read_in_bands(tmp_path, cmu_rgb, monkeypatch):
-    path = tmp_path / "flat.tif"
-    tifffile.imwrite(path, cmu_rgb, tile=(256, 256), photometric="rgb", compression="jpeg",
+    path = tmp_path / "flat.tif"  # deflate: OpenSlide decodes it (JPEG tiles are decoded small, below)
+    tifffile.imwrite(path, cmu_rgb, tile=(256, 256), photometric="rgb", compression="zlib",
                      resolution=(1e4 / 0.499, 1e4 / 0.499), resolutionunit="CENTIMETER")
     with openslide.OpenSlide(str(path)) as s:
         assert s.level_count == 1
@@ -166,6 +166,33 @@ def test_single_level_slides_are_read_in_bands(tmp_path, cmu_rgb, monkeypatch):
     # bands of whole shrink factors: the image read in one band, but for rounding here and there
     diff = np.abs(banded.astype(int) - whole.astype(int))
     assert diff.mean() < 0.1 and np.percentile(diff, 99) <= 2
+
+
+def test_a_single_level_slide_is_shrunk_from_its_tiles_decoded_at_reduced_scale(tmp_path, cmu_rgb, monkeypatch):
+    """Shrunk 8-fold or more, a single-level JPEG-tiled slide is decoded by libjpeg-turbo at 1/8 of
+    its size (DCT scaling) instead of whole by OpenSlide: its f x f block means are within a few
+    grey levels of the fully decoded level's (edge tiles and all), and segmentation finds the same
+    tissue as on the pyramid of the same pixels."""
+    path = tmp_path / "flat.tif"
+    tifffile.imwrite(path, cmu_rgb, tile=(256, 256), photometric="rgb", compression="jpeg",
+                     resolution=(1e4 / 0.499, 1e4 / 0.499), resolutionunit="CENTIMETER")
+    with openslide.OpenSlide(str(path)) as s:
+        decoded = wsi.rgba_to_rgb(np.asarray(s.read_region((0, 0), 0, s.dimensions))).astype(np.float64)
+        monkeypatch.setattr(s, "read_region", lambda *a: pytest.fail("OpenSlide decoded the level"))
+        for f in (8, 24):  # 8: the DCT alone; 24: and block means of its 3 x 3 blocks (ragged at the edges)
+            reduced = wsi._dct_reduced(s, path, 0, f)
+            h, w = decoded.shape[:2]
+            exact = np.add.reduceat(np.add.reduceat(decoded, np.arange(0, h, f), 0), np.arange(0, w, f), 1)
+            exact /= np.outer(np.diff(np.append(np.arange(0, h, f), h)), np.diff(np.append(np.arange(0, w, f), w)))[..., None]
+            diff = np.abs(reduced - exact)
+            assert reduced.shape == exact.shape and diff.mean() < 0.5 and np.percentile(diff, 99) <= 2.5 and diff.max() <= 6
+        assert wsi.read_rgb_at(s, wsi.thumbnail_size(s, 185), "flat", path).shape == (185, 138, 3)
+    monkeypatch.undo()
+    # segmentation at 8 um/px (16-fold) reads the same way: the same tissue as the pyramid's
+    pyramid = tmp_path / "pyramid.tiff"
+    write_pyramid(pyramid, cmu_rgb, 0.499)
+    a, b = (_segment(tmp_path, p, name) for p, name in ((path, "flat"), (pyramid, "pyramid")))
+    assert a["n_pieces"] == b["n_pieces"] and a["tissue_area_mm2"] == pytest.approx(b["tissue_area_mm2"], rel=0.02)
 
 
 def test_an_ome_tiff_pyramid_in_subifds_is_used(tmp_path, cmu_rgb, monkeypatch):
