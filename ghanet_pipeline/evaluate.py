@@ -212,8 +212,9 @@ def comparisons(oof: pd.DataFrame, models: list[str]) -> dict[str, dict]:
         n = sum(len(f) for f in folds)
         # a reference's row also holds its difference to the other reference (G-HANet - ABMIL)
         for x, y, sign in ((a, b, 1), (b, a, -1)) if a in REFERENCES else ((a, b, 1),):
-            rows[x].update({f"diff_vs_{y}": sign * point, f"diff_vs_{y}_ci_low": sign * (lo if sign > 0 else hi),
-                            f"diff_vs_{y}_ci_high": sign * (hi if sign > 0 else lo),
+            # + 0.0: a difference of zero is written 0, not -0 (negated)
+            rows[x].update({f"diff_vs_{y}": sign * point + 0.0, f"diff_vs_{y}_ci_low": sign * (lo if sign > 0 else hi) + 0.0,
+                            f"diff_vs_{y}_ci_high": sign * (hi if sign > 0 else lo) + 0.0,
                             f"diff_vs_{y}_p": paired_p(diff), f"n_paired_vs_{y}": n})
     return rows
 
