@@ -156,8 +156,8 @@ def score(slides: pd.DataFrame, features_dir, ckpts: list[dict], *, scheme: str 
             row[f"risk_fold_{c['fold']}"] = r
         row["risk"] = float(np.mean(risks))
         if survival_months is not None:
-            row["predicted_survival"] = float(np.mean([survival_at(o["survival"][0].numpy(), c["bin_edges"], survival_months)
-                                                       for o, c in zip(outs, ckpts)]))
+            at = [survival_at(o["survival"][0].numpy(), c["bin_edges"], survival_months) for o, c in zip(outs, ckpts)]
+            row["predicted_survival"] = float(np.mean(at))
         row["risk_group"] = str(risk_group([row["risk"]], cut, scheme)[0])
         rows.append(row)
         if heatmaps_dir is not None and attention and all(p["path"] for p in parts):

@@ -133,7 +133,7 @@ def record_failure(slide_id: str, reason: str, *, coords_h5: str, qc_png: str, s
 def _qc_base(slide, slide_id: str, slide_path, segment_qc) -> np.ndarray:
     """The image the grid is drawn on: segmentation's QC image where there is one of this slide's
     shape (the same 1,024 px thumbnail, outlined), else a thumbnail read from the slide."""
-    size = wsi.thumbnail_size(slide, 1024)  # read first: a handle that met a corrupt tile answers nothing after
+    size = wsi.thumbnail_size(slide, 1024)
     if segment_qc is not None:
         image = cv2.imread(str(segment_qc), cv2.IMREAD_COLOR)
         if image is not None and image.shape[1::-1] == tuple(size):
@@ -193,8 +193,9 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
     }
     formats.write_coords(coords_h5, coords, attrs)
 
+    w0 = slide.dimensions[0]  # read first: a handle that met a corrupt tile answers nothing after
     thumb = _qc_base(slide, slide_id, slide_path, segment_qc)
-    f = thumb.shape[1] / slide.dimensions[0]
+    f = thumb.shape[1] / w0
     for x, y in coords:  # orange: segmentation's outlines are green, its holes blue, ink magenta
         cv2.rectangle(thumb, (int(x * f), int(y * f)), (int((x + ps0) * f), int((y + ps0) * f)),
                       (255, 140, 0), 1)

@@ -4,14 +4,14 @@ The cohort is scored first, one job per slide-only model where torch is (`predic
 every fold's checkpoint, the same encoder and resolution checks as for new patients, the risk
 groups cut at the training cohort's cut-offs, never refitted here, and its patients refused if any
 fold was trained or evaluated on them). `run`, in the statistics environment, then evaluates every
-model on the patients it scored who have an outcome: Harrell's C-index with a bootstrap 95% interval (patients resampled), the
-time-dependent AUC (cumulative/dynamic, scikit-survival) at the validation cohort's event-time
-quartiles, Kaplan-Meier curves by risk group with the numbers at risk, the log-rank p and the
-hazard ratio high vs low with its interval (lifelines), each model's paired difference to G-HANet
-and ABMIL on the patients every model scored (paired bootstrap, as in `evaluate`), and a
-calibration: each group's mean predicted survival at a fixed time against the Kaplan-Meier
-estimate at that time. Every patient that could not be evaluated is listed with the reason.
-Omics are never read: only case_id, slide_id, survival_months and the status column.
+model on the patients it scored who have an outcome: Harrell's C-index with a bootstrap 95%
+interval (patients resampled), the time-dependent AUC (cumulative/dynamic, scikit-survival) at the
+validation cohort's event-time quartiles, Kaplan-Meier curves by risk group with the numbers at
+risk, the log-rank p and the hazard ratio high vs low with its interval (lifelines), each model's
+paired difference to G-HANet and ABMIL on the patients every model scored (paired bootstrap, as in
+`evaluate`), and a calibration: each group's mean predicted survival at a fixed time against the
+Kaplan-Meier estimate at that time. Every patient that could not be evaluated is listed with the
+reason. Omics are never read: only case_id, slide_id, survival_months and the status column.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from .risk import GROUPS
 
 log = logging.getLogger("ghanet.validate")
 QUARTILES = (0.25, 0.5, 0.75)
-
-
-# ---------------------------------------------------------------- evaluation (statistics env)
 
 
 def read_outcomes(path, status_column: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -130,7 +127,8 @@ def calibration(patients: pd.DataFrame, scheme: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def evaluate_cohort(risks: pd.DataFrame, outcomes: pd.DataFrame, problems: list, scheme: str) -> dict[str, pd.DataFrame]:
+def evaluate_cohort(risks: pd.DataFrame, outcomes: pd.DataFrame, problems: list,
+                    scheme: str) -> dict[str, pd.DataFrame]:
     from lifelines.statistics import multivariate_logrank_test
 
     scored = risks[risks.status.eq("ok")].merge(outcomes, left_on="case_id", right_index=True)
@@ -207,7 +205,8 @@ def run(risk_csvs: list, clinical, *, scheme: str, status_column: str, out_dir) 
     res = evaluate_cohort(risks, outcomes, problems, scheme)
     out = Path(out_dir)
     table = res["validation"]
-    shown = table.assign(**{c: table[c].map(evaluate.format_p) for c in table if c.startswith("diff_vs_") and c.endswith("_p")})
+    p_values = [c for c in table if c.startswith("diff_vs_") and c.endswith("_p")]
+    shown = table.assign(**{c: table[c].map(evaluate.format_p) for c in p_values})  # as they are reported
     for name, df in (("validation", shown), ("patients", res["patients"]), ("unscored", res["unscored"]),
                      ("calibration", res["calibration"])):
         with atomic_path(out / f"{name}.csv") as tmp:

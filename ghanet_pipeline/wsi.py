@@ -260,7 +260,8 @@ def _dct_reduced(slide, path, level: int, f: int) -> np.ndarray | None:
                 for tx in range(stored.across):
                     jpeg, edge_x = stored.jpeg(ty * stored.across + tx), min(tw, w - tx * tw)
                     if edge_x < tw or edge_y < th:  # the padding of an edge tile must not be averaged in
-                        tile = _block_mean(simplejpeg.decode_jpeg(jpeg, colorspace="RGB", strict=True)[:edge_y, :edge_x], s)
+                        whole = simplejpeg.decode_jpeg(jpeg, colorspace="RGB", strict=True)
+                        tile = _block_mean(whole[:edge_y, :edge_x], s)
                     else:
                         tile = simplejpeg.decode_jpeg(jpeg, colorspace="RGB", strict=True, min_height=sh, min_width=sw)
                         if tile.shape[:2] != (sh, sw):
@@ -282,8 +283,9 @@ def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str
     Reads the coarsest level at least as fine as `size`, band by band, and downsamples each band on
     the fly, so memory is bounded by the output and one band whatever the slide (a single-level
     slide is never read whole). A level of JPEG tiles 8-fold or more larger than `size` (a
-    single-level slide, say) is decoded at 1/8 scale instead (`_dct_reduced`). Where OpenSlide sees one level but the file keeps a pyramid that it
-    does not (OME-TIFF SubIFDs), the pyramid level is read with tifffile instead. What OpenSlide
+    single-level slide, say) is decoded at 1/8 scale instead (`_dct_reduced`). Where OpenSlide sees
+    one level but the file keeps a pyramid that it does not (OME-TIFF SubIFDs), the pyramid level
+    is read with tifffile instead. What OpenSlide
     cannot decode (corrupt stored tiles) is read around, left white and appended to `unreadable` as
     level-0 (x, y, w, h); a slide more than half unreadable is an error (a truncated file, say).
     """
