@@ -281,15 +281,10 @@ def plot_km(oof: pd.DataFrame, scheme: str, comparison: pd.DataFrame, path, titl
     from lifelines import KaplanMeierFitter
     from lifelines.plotting import add_at_risk_counts
 
-    plt = plots.pyplot()
     models = list(comparison.model)
-    cols = min(len(models), 4)  # a grid, four models a row: ten side by side would be 52 inches wide
-    rows = -(-len(models) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 5.4 * rows), squeeze=False)
-    for ax in axes.flat[len(models):]:
-        ax.set_visible(False)
+    fig, axes = plots.panel_grid(len(models), (5.2, 5.4))
     table = comparison.set_index("model")
-    for ax, model in zip(axes.flat, models):
+    for ax, model in zip(axes, models):
         o = oof[oof.model == model]
         fitted = []
         for g in GROUPS[scheme]:

@@ -176,14 +176,9 @@ def evaluate_cohort(risks: pd.DataFrame, outcomes: pd.DataFrame, problems: list,
 def plot_calibration(cal: pd.DataFrame, table: pd.DataFrame, path) -> None:
     """Per model: each risk group's mean predicted survival at the calibration time against the
     Kaplan-Meier estimate (95% interval); on the diagonal, the model is calibrated."""
-    plt = plots.pyplot()
     models = list(table.model)
-    cols = min(len(models), 4)
-    rows = -(-len(models) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.4 * rows), squeeze=False)
-    for ax in axes.flat[len(models):]:
-        ax.set_visible(False)
-    for ax, m in zip(axes.flat, models):
+    fig, axes = plots.panel_grid(len(models), (4.2, 4.4))
+    for ax, m in zip(axes, models):
         c = cal[cal.model == m]
         ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
         for i, r in enumerate(c.itertuples()):

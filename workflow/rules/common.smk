@@ -478,7 +478,7 @@ def validation_features(wildcards):
     return slides_done("extract", VALIDATION_SLIDES, f"{FEATURES_DIR}/{{slide}}.h5")
 
 
-def validation_slides(wildcards, input):
+def validation_slides_arg(wildcards, input):
     """Where the scoring job reads the cohort's slides: its sheet, or the clinical table's slide_id."""
     return f"--slide-sheet {shlex.quote(VALIDATION_SHEET)}" if VALIDATION_SHEET else \
         f"--clinical {shlex.quote(VALIDATION_CLINICAL)}"

@@ -15,7 +15,7 @@ rule validation_score:
         **depends_on("validation_score"),
         sections=sections_json("predict", "validation", evaluate={"risk_groups": config["evaluate"]["risk_groups"]}),
         models_dir=lambda wc, input: str(Path(input.models[0]).parent.parent),
-        slides=validation_slides,
+        slides=validation_slides_arg,
         features_dir=lambda wc, input: VALIDATION_FEATURES_IN or FEATURES_DIR,  # derived: the files are inputs
     conda:
         "../../envs/deep-learning.yaml"
