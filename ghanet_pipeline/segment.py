@@ -70,10 +70,7 @@ def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
     px_area_mm2 = (seg_mpp / 1000.0) ** 2
     min_piece_px = params["min_tissue_area_mm2"] / px_area_mm2 * TRACE_UPSAMPLE**2
     min_hole_px = params["min_hole_area_mm2"] / px_area_mm2 * TRACE_UPSAMPLE**2
-    # trace on a 4x nearest-upsampled mask: contours run through boundary-pixel centres, which
-    # would shrink every piece by half a pixel at the segmentation resolution
-    mask = cv2.resize(mask, None, fx=TRACE_UPSAMPLE, fy=TRACE_UPSAMPLE, interpolation=cv2.INTER_NEAREST)
-    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    contours, hierarchy = _trace(mask, cv2.RETR_CCOMP)
     pieces, dropped = [], 0
     if hierarchy is not None:
         hier = hierarchy[0]
@@ -93,20 +90,35 @@ def segment_image(rgb: np.ndarray, seg_mpp: float, params: dict) -> dict:
             pieces.append((c, holes, area / TRACE_UPSAMPLE**2))
     ink = []
     if pen.any():  # the ink as polygons too: tiling drops tiles it covers, QuPath shows it
-        up = cv2.resize(pen.astype(np.uint8), None, fx=TRACE_UPSAMPLE, fy=TRACE_UPSAMPLE,
-                        interpolation=cv2.INTER_NEAREST)
-        ink = [c for c in cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0] if len(c) >= 3]
+        ink = [c for c in _trace(pen.astype(np.uint8), cv2.RETR_EXTERNAL)[0] if len(c) >= 3]
     return {"pieces": pieces, "threshold": threshold, "pen_px": int(pen.sum()),
             "dropped_pieces": dropped, "ink": ink}
+
+
+def _trace(mask: np.ndarray, mode: int):
+    """Contours and hierarchy of a 0/1 mask, traced on its 4x nearest-upsampled copy (contours run
+    through boundary-pixel centres, which would shrink every piece by half a pixel at the
+    segmentation resolution), in upsampled pixels. Only the box around what is set (and a pixel of
+    glass) is upsampled and traced: the same contours, without sweeping the glass."""
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0:
+        return (), None
+    x0, y0 = max(0, x - 1), max(0, y - 1)
+    box = mask[y0:y + h + 1, x0:x + w + 1]
+    up = cv2.resize(box, None, fx=TRACE_UPSAMPLE, fy=TRACE_UPSAMPLE, interpolation=cv2.INTER_NEAREST)
+    return cv2.findContours(up, mode, cv2.CHAIN_APPROX_SIMPLE, offset=(x0 * TRACE_UPSAMPLE, y0 * TRACE_UPSAMPLE))
 
 
 def glass_bound(sat: np.ndarray) -> float:
     """The saturation above which a pixel is not glass: the glass peak (the histogram's mode among
     weakly saturated pixels) plus a margin of several times its spread."""
-    hist = np.bincount(sat.ravel(), minlength=256)[:GLASS_SEARCH]
-    mode = int(np.argmax(hist))
-    near = sat[(sat >= max(0, mode - 8)) & (sat <= mode + 8)].astype(np.float64)
-    spread = 1.4826 * float(np.median(np.abs(near - mode))) if near.size else 0.0
+    hist = np.bincount(sat.ravel(), minlength=256)
+    mode = int(np.argmax(hist[:GLASS_SEARCH]))
+    # the median absolute deviation of the pixels within 8 of the mode, from the histogram
+    dev = np.array([hist[mode]] + [hist[mode + d] + (hist[mode - d] if mode >= d else 0) for d in range(1, 9)])
+    n, below = int(dev.sum()), np.cumsum(dev)
+    middle = [int(np.searchsorted(below, k, side="right")) for k in {(n - 1) // 2, n // 2}]
+    spread = 1.4826 * float(np.mean(middle)) if n else 0.0
     return max(mode + max(GLASS_MARGIN, 6 * spread), FAINT_FLOOR)
 
 
@@ -122,7 +134,7 @@ def _faint_pieces(sat: np.ndarray, tissue: np.ndarray, pen: np.ndarray, threshol
     if n <= 1:
         return np.zeros_like(tissue)
     size = np.bincount(labels.ravel(), minlength=n)
-    strong = np.bincount(labels.ravel(), weights=tissue.ravel().astype(np.float64), minlength=n)
+    strong = np.bincount(labels[tissue], minlength=n)
     keep = strong < FAINT_MAX_STRONG * np.maximum(size, 1)
     keep[0] = False
     pieces = keep[labels]

@@ -130,17 +130,26 @@ class StoredTiles:
         lx, ly = x / self.downsample, y / self.downsample
         if lx != int(lx) or ly != int(ly):
             return None  # OpenSlide resamples a fractional position; leave that to it
-        lx, ly = int(lx), int(ly)
-        if lx < 0 or ly < 0 or lx + size > self.width or ly + size > self.height:
+        return self._pieces(int(lx), int(ly), size, size)
+
+    def _pieces(self, lx: int, ly: int, w: int, h: int):
+        """As `pieces`, for w x h level pixels at level (lx, ly)."""
+        if lx < 0 or ly < 0 or lx + w > self.width or ly + h > self.height:
             return None  # past the edge OpenSlide gives transparent pixels
         out = []
-        for ty in range(ly // self.th, (ly + size - 1) // self.th + 1):
-            y0, y1 = max(ly, ty * self.th), min(ly + size, (ty + 1) * self.th)
-            for tx in range(lx // self.tw, (lx + size - 1) // self.tw + 1):
-                x0, x1 = max(lx, tx * self.tw), min(lx + size, (tx + 1) * self.tw)
+        for ty in range(ly // self.th, (ly + h - 1) // self.th + 1):
+            y0, y1 = max(ly, ty * self.th), min(ly + h, (ty + 1) * self.th)
+            for tx in range(lx // self.tw, (lx + w - 1) // self.tw + 1):
+                x0, x1 = max(lx, tx * self.tw), min(lx + w, (tx + 1) * self.tw)
                 out.append((ty * self.across + tx,
                             (slice(y0 - ty * self.th, y1 - ty * self.th), slice(x0 - tx * self.tw, x1 - tx * self.tw)),
                             (slice(y0 - ly, y1 - ly), slice(x0 - lx, x1 - lx))))
+        return out
+
+    def _assemble(self, pieces, w: int, h: int) -> np.ndarray:
+        out = np.empty((h, w, 3), np.uint8)
+        for i, src, dst in pieces:
+            out[dst] = self._tile(i)[src]
         return out
 
     def patch(self, x: int, y: int, size: int) -> np.ndarray | None:
@@ -148,11 +157,14 @@ class StoredTiles:
         pieces = self.pieces(x, y, size)
         if pieces is None:
             return None
-        out = np.empty((size, size, 3), np.uint8)
-        for i, src, dst in pieces:
-            out[dst] = self._tile(i)[src]
         self.patches += 1
-        return out
+        return self._assemble(pieces, size, size)
+
+    def region(self, lx: int, ly: int, w: int, h: int) -> np.ndarray | None:
+        """w x h RGB at level pixel (lx, ly), as OpenSlide's read_region gives it where the level's
+        downsample is whole; None past the level's edge. Raises CorruptTile."""
+        pieces = self._pieces(lx, ly, w, h)
+        return None if pieces is None else self._assemble(pieces, w, h)
 
     def close(self):
         if self.fd >= 0:

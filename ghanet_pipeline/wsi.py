@@ -185,24 +185,45 @@ UNREADABLE_PX = 256  # a block OpenSlide cannot decode is read again in pieces t
 
 
 class _Reader:
-    """Blocks of a level, read around what OpenSlide cannot decode: after a read error its handle is
-    unusable, so a fresh one is opened and the failed block is read again in small pieces, those
-    that still fail left white (as glass) and recorded in `unreadable` (level-0 x, y, w, h)."""
+    """Blocks of one level. JPEG tiles (tiled TIFF, Aperio) are decoded straight from the file
+    (`StoredTiles`: the same pixels as OpenSlide's, without its compositing, several times faster);
+    anything else, and any block over a tile that does not decode, is OpenSlide's. After a read
+    error OpenSlide's handle is unusable, so a fresh one is opened and the failed block is read
+    again in small pieces, those that still fail left white (as glass) and recorded in `unreadable`
+    (level-0 x, y, w, h)."""
 
-    def __init__(self, slide: openslide.OpenSlide, slide_id: str, path):
-        self.slide, self.slide_id, self.path = slide, slide_id, path
+    def __init__(self, slide: openslide.OpenSlide, slide_id: str, path, level: int, block: tuple[int, int]):
+        from .stored_tiles import StoredTiles
+
+        self.given = slide
+        self.slide, self.slide_id, self.path, self.level = slide, slide_id, path, level
+        self.down = slide.level_downsamples[level]
         self.unreadable: list[tuple[int, int, int, int]] = []
+        self.stored, _ = StoredTiles.open(path, slide, level)
+        if self.stored is not None:  # a block's tiles and the previous block's: those shared are decoded once
+            st = self.stored
+            self.stored.capacity = 2 * (block[0] // st.tw + 2) * (block[1] // st.th + 2)
 
     def _fresh(self) -> None:
         self.slide = open_slide(self.path, self.slide_id)
 
-    def read(self, x0: int, y0: int, level: int, size: tuple[int, int]) -> np.ndarray:
-        """RGB of `size` (w, h) at `level` from level-0 (x0, y0)."""
+    def read(self, x: int, y: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB of `size` (w, h) at level pixel (x, y)."""
+        from .stored_tiles import CorruptTile
+
+        if self.stored is not None:
+            try:
+                block = self.stored.region(x, y, *size)
+                if block is not None:
+                    return block
+            except CorruptTile:
+                pass  # OpenSlide reads the block around it
+        down, level = self.down, self.level
+        x0, y0 = int(round(x * down)), int(round(y * down))
         try:
             return rgba_to_rgb(np.asarray(self.slide.read_region((x0, y0), level, size)))
         except openslide.OpenSlideError:
             self._fresh()
-        down = self.slide.level_downsamples[level]
         out = np.full((size[1], size[0], 3), 255, np.uint8)
         for y in range(0, size[1], UNREADABLE_PX):
             for x in range(0, size[0], UNREADABLE_PX):
@@ -214,6 +235,13 @@ class _Reader:
                     self._fresh()
                     self.unreadable.append((*at, int(round(w * down)), int(round(h * down))))
         return out
+
+    def close(self) -> None:
+        """Close what this reader opened (the slide it was given stays open)."""
+        if self.stored is not None:
+            self.stored.close()
+        if self.slide is not self.given:
+            self.slide.close()
 
 
 DCT_SCALE = 8  # libjpeg-turbo decodes a JPEG at 1/8 of its size (DCT scaling) at a fraction of the cost
@@ -302,7 +330,6 @@ def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str
         if lw >= out_w and lh >= out_h:
             level = i
     lw, lh = slide.level_dimensions[level]
-    down = slide.level_downsamples[level]
     # the level is read in blocks (a band of rows, a chunk of columns at a time) of a whole number
     # f of pixels per side, each shrunk f-fold exactly, so no seam shows; the small result (under
     # twice the output per side) is resized to the output at the end
@@ -315,23 +342,24 @@ def read_rgb_at(slide: openslide.OpenSlide, size: tuple[int, int], slide_id: str
     band_h, chunk_w = f * max(1, BLOCK_PX[1] // f), f * max(1, BLOCK_PX[0] // f)
     mid_w, mid_h = -(-lw // f), -(-lh // f)
     mid = np.empty((mid_h, mid_w, 3), np.uint8)
-    reader = _Reader(slide, slide_id, path)
-    for y in range(0, lh, band_h):
-        rows = min(band_h, lh - y)
-        for x in range(0, lw, chunk_w):
-            cols = min(chunk_w, lw - x)
-            block = reader.read(int(round(x * down)), int(round(y * down)), level, (cols, rows))
-            my, mx = y // f, x // f
-            size = (-(-cols // f), -(-rows // f))
-            mid[my:my + size[1], mx:mx + size[0]] = block if f == 1 else cv2.resize(
-                block, size, interpolation=cv2.INTER_AREA)
+    reader = _Reader(slide, slide_id, path, level, (chunk_w, band_h))
+    try:
+        for y in range(0, lh, band_h):
+            rows = min(band_h, lh - y)
+            for x in range(0, lw, chunk_w):
+                cols = min(chunk_w, lw - x)
+                block = reader.read(x, y, (cols, rows))
+                my, mx = y // f, x // f
+                size = (-(-cols // f), -(-rows // f))
+                mid[my:my + size[1], mx:mx + size[0]] = block if f == 1 else cv2.resize(
+                    block, size, interpolation=cv2.INTER_AREA)
+    finally:
+        reader.close()
     if reader.unreadable:
         lost = sum(w * h for _, _, w, h in reader.unreadable) / (w0 * h0)
         if lost > 0.5:
             raise read_error(slide_id, path, f"{lost:.0%} of it cannot be decoded",
                              f"level {level}, from x {reader.unreadable[0][0]}, y {reader.unreadable[0][1]}")
-        if reader.slide is not slide:
-            reader.slide.close()
         if unreadable is not None:
             unreadable += reader.unreadable
     if mid.shape[:2] == (out_h, out_w):

@@ -104,3 +104,37 @@ def test_level_is_chosen_by_physical_size(demo_cohort, tmp_path):
     assert stats["seg_level"] == 1 and stats["seg_mpp"] == pytest.approx(2.0)
     stats, *_ = _segment(tmp_path, sheet.path[0], params=dict(PARAMS, seg_mpp=4.0), sheet_mpp=0.25)
     assert stats["seg_level"] == 2
+
+
+def test_tracing_in_the_tissue_box_gives_the_whole_images_contours():
+    """Contours are traced on the 4x upsampled box around what is set (`segment._trace`): the same
+    contours, hierarchy and order as tracing the whole upsampled image, on random masks with glass
+    margins, pieces on the image border, and holes."""
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        h, w = (int(v) for v in rng.integers(5, 90, 2))
+        mask = cv2.medianBlur((rng.random((h, w)) < rng.uniform(0.2, 0.8)).astype(np.uint8) * 255, 3) // 255
+        mask[: int(rng.integers(0, h))] *= t % 3 != 0  # a glass margin above, on two in three
+        mask[:, int(rng.integers(0, w)):] *= t % 5 != 0
+        for mode in (cv2.RETR_CCOMP, cv2.RETR_EXTERNAL):
+            up = cv2.resize(mask, None, fx=segment.TRACE_UPSAMPLE, fy=segment.TRACE_UPSAMPLE,
+                            interpolation=cv2.INTER_NEAREST)
+            want, want_h = cv2.findContours(up, mode, cv2.CHAIN_APPROX_SIMPLE)
+            got, got_h = segment._trace(mask, mode)
+            assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
+            assert (got_h is None and want_h is None) or np.array_equal(got_h, want_h)
+
+
+def test_glass_bound_is_the_mode_plus_its_median_absolute_deviation():
+    """glass_bound takes the median deviation from the histogram: the same value as the median of
+    the pixels within 8 of the mode, on even and odd counts, narrow and wide glass peaks."""
+    rng = np.random.default_rng(1)
+    for t in range(500):
+        n = int(rng.integers(1, 400))
+        sat = np.clip(rng.normal(rng.uniform(0, 45), rng.uniform(0.1, 6), n), 0, 255).round() if t % 2 else \
+            rng.integers(0, 256, n)
+        sat = sat.astype(np.uint8)
+        mode = int(np.argmax(np.bincount(sat, minlength=256)[:segment.GLASS_SEARCH]))
+        near = sat[(sat >= max(0, mode - 8)) & (sat <= mode + 8)].astype(np.float64)
+        spread = 1.4826 * float(np.median(np.abs(near - mode)))
+        assert segment.glass_bound(sat) == max(mode + max(segment.GLASS_MARGIN, 6 * spread), segment.FAINT_FLOOR)

@@ -59,6 +59,25 @@ def test_patches_equal_openslide_pixel_for_pixel(slides, name):
     assert checked >= 40
 
 
+@pytest.mark.parametrize("name", ["aperio40", "tiff20"])
+def test_whole_levels_for_segmentation_equal_openslides(slides, name, monkeypatch):
+    """Segmentation and thumbnails read a level in blocks (`wsi.read_rgb_at`): from the stored tiles
+    those blocks, and so the image shrunk from them, equal OpenSlide's pixel for pixel, at every
+    level and shrink the stage takes (f 1 to 7: under 8 the DCT-scaled decode is not used)."""
+    from ghanet_pipeline import stored_tiles, wsi
+
+    path = slides[name]
+    slide = openslide.OpenSlide(str(path))
+    w0, h0 = slide.dimensions
+    sizes = [(round(w0 / d), round(h0 / d)) for d in (1, 2, 3, 5, 7, 16)]
+    monkeypatch.setattr(slide, "read_region", lambda *a: pytest.fail("OpenSlide read a JPEG-tiled level"))
+    fast = [wsi.read_rgb_at(slide, size, name, path) for size in sizes]
+    monkeypatch.undo()
+    monkeypatch.setattr(stored_tiles.StoredTiles, "open", classmethod(lambda cls, *a: (None, "off")))
+    for size, img in zip(sizes, fast):
+        assert np.array_equal(img, wsi.read_rgb_at(slide, size, name, path)), size
+
+
 def test_aperio_tiles_are_rgb_coded_and_a_guessing_decoder_gets_them_wrong():
     page = tifffile.TiffFile(str(CMU_SLIDE)).pages[0]
     assert int(page.photometric) == 2 and page.jpegtables is not None  # RGB, shared tables
