@@ -1,9 +1,10 @@
 """Stage `extract`: one slide's tiles through an encoder, into `features` (N x D) + `coords`.
 
-Reading is kept off the model's critical path: reader threads read whole batches at the level
-`tile` chose (from the slide's stored JPEG tiles, each decoded once, where the file allows it;
-else through their own OpenSlide handle), resize to the encoder input with OpenCV and hand over
-uint8 (4x less to move than float). Normalisation, channels-last and the precision cast
+Reader threads read whole batches at the level `tile` chose (from the slide's stored JPEG tiles,
+each decoded once, where the file allows it; else through their own OpenSlide handle), resize to
+the encoder input with OpenCV and hand over uint8 (4x less to move than float). With a GPU they
+read ahead beside it; with the model on the CPU, whose threads fill the cores, reading and the
+model take turns (`TileReader._lockstep`). Normalisation, channels-last and the precision cast
 happen on the device, and inference runs under autocast (bf16 on a CPU with bf16 units).
 """
 
@@ -122,14 +123,17 @@ class TileReader:
         interp = cv2.INTER_AREA if self.read_size > self.out_size else cv2.INTER_CUBIC
         return cv2.resize(rgb, (self.out_size, self.out_size), interpolation=interp)
 
-    def read_batch(self, b: int):
-        idx = range(b * self.batch_size, min(len(self.coords), (b + 1) * self.batch_size))
-        if self._on_device is not None:
-            return self._read_batch_on_device(idx)
-        return self._read_batch_cpu(idx)
+    def _indices(self, b: int) -> range:
+        return range(b * self.batch_size, min(len(self.coords), (b + 1) * self.batch_size))
 
-    def _read_batch_cpu(self, idx):
-        out = np.empty((len(idx), self.out_size, self.out_size, 3), np.uint8)
+    def read_batch(self, b: int):
+        if self._on_device is not None:
+            return self._read_batch_on_device(self._indices(b))
+        return self._read_batch_cpu(self._indices(b))
+
+    def _read_batch_cpu(self, idx, out: np.ndarray | None = None):
+        """Patches idx as uint8 (len(idx), S, S, 3), into `out` where given."""
+        out = np.empty((len(idx), self.out_size, self.out_size, 3), np.uint8) if out is None else out
         dropped = {}  # patch index -> (level-0 box of what could not be decoded, why)
         for j, i in enumerate(idx):
             x, y = (int(v) for v in self.coords[i])
@@ -170,17 +174,21 @@ class TileReader:
         if self.slide_reader in ("auto", "device"):
             self._stored, _ = StoredTiles.open(self.slide_path, self._handle(), self.level)
 
-    def batches(self, workers: int, processes: bool = False):
+    def batches(self, workers: int, processes: bool = False, lockstep: int = 0):
         """Batches in order; with workers > 0, up to 2 x workers batches are read ahead.
 
         Threads are the default: no start-up cost, nothing copied between processes. Processes
         (started by forkserver: a plain fork of a process whose OpenSlide/OpenMP threads are
         running can deadlock) are kept as an option; on an H200 machine they fed fewer tiles/s
-        than 14 threads (140 vs 490), see benchmarks/RESULTS.md.
+        than 14 threads (140 vs 490), see benchmarks/RESULTS.md. With `lockstep` threads (a model
+        on the CPU) each batch is read by that many threads at once, then handed over.
         """
         if workers <= 0:
             for b in range(len(self)):
                 yield self.read_batch(b)
+            return
+        if lockstep and self._on_device is None and not processes:
+            yield from self._lockstep(lockstep)
             return
         if processes:
             loader = torch.utils.data.DataLoader(
@@ -197,6 +205,26 @@ class TileReader:
                     yield ahead.popleft().result()
             while ahead:
                 yield ahead.popleft().result()
+
+    def _lockstep(self, threads: int):
+        """For a model on the CPU, whose threads already fill the cores: a reader running beside it
+        takes a core from one of them mid-layer and the others wait for it at the layer's end (on 2
+        cores EfficientNet-Lite0 ran at 0.83 of its speed beside one reader thread). So the model
+        and the reading take turns: each batch is read by `threads` threads at once, each a run of
+        neighbouring patches (they share stored tiles), while the model waits."""
+        with ThreadPoolExecutor(threads, thread_name_prefix="tile-reader") as pool:
+            for b in range(len(self)):
+                idx = self._indices(b)
+                out = np.empty((len(idx), self.out_size, self.out_size, 3), np.uint8)
+                step = -(-len(idx) // threads)
+                parts = [(idx[i:i + step], out[i:i + step]) for i in range(0, len(idx), step)]
+                dropped = {}
+                for _, error, lost in pool.map(lambda part: self._read_batch_cpu(*part), parts):
+                    if error is not None:
+                        yield None, error, {}
+                        return
+                    dropped.update(lost)
+                yield torch.from_numpy(out), None, dropped
 
     def close(self):
         for h in self._handles:
@@ -273,6 +301,7 @@ class Reading:
     workers: int = 1
     processes: bool = False
     slide_reader: str = "auto"
+    lockstep: bool | None = None  # reading and the model take turns (TileReader._lockstep); None: on a CPU
 
 
 def run(slide_path: str, slide_id: str, params: dict, *, coords_h5: str, features_h5: str,
@@ -365,8 +394,10 @@ def extract_tiles(net: Net, slide_path, slide_id: str, coords: np.ndarray, attrs
     progress = Progress(slide_id, n, f"{net.dev}, {reader.name.split('+')[0]}")
     cv2.setNumThreads(1)  # one resize per call; leave the cores to the model
     try:
-        _run_batches(net, reader.batches(reading.workers, reading.processes), feats, slide_path, slide_id,
-                     progress, damage)
+        turns = reading.lockstep if reading.lockstep is not None else net.dev.type == "cpu"
+        lockstep = torch.get_num_threads() if turns else 0
+        _run_batches(net, reader.batches(reading.workers, reading.processes, lockstep), feats, slide_path,
+                     slide_id, progress, damage)
     finally:
         reader.close()
     progress.done(reader.name)
@@ -416,7 +447,7 @@ def _run_batches(net: Net, batches, feats, slide_path, slide_id, progress: Progr
             o = (x.shape[-1] - net.spec.input_size) // 2
             x = x[..., o:o + net.spec.input_size, o:o + net.spec.input_size]
         x = x.float()
-        x = (x * scale - shift).contiguous(memory_format=net.memory_format)
+        x = x.mul_(scale).sub_(shift).contiguous(memory_format=net.memory_format)  # in place: no more 4-byte copies
         if net.dtype is not None:
             with torch.autocast(net.dev.type, dtype=net.dtype):
                 out = net.model(x)

@@ -136,7 +136,10 @@ def test_bf16_matches_fp32_on_the_same_tiles(tiled, encoder, weights, max_rel_l2
     assert rel.max() < max_rel_l2 and cos.min() > 0.995
 
 
-def test_thread_and_process_readers_give_identical_features(tiled):
+def test_thread_and_process_readers_give_identical_features(tiled, monkeypatch):
+    """Read inline, by threads taking turns with the model (a CPU's default), by threads beside it,
+    or by processes: the same features, in the same order (10 patches in batches of 4, each read
+    by 3 threads in runs of 2: the last run of a batch is short or empty)."""
     slide, sid, coords_h5 = tiled
     coords, attrs = formats.read_coords(coords_h5)
     spec, model, _ = encoders.load("resnet50_trunc", "random")
@@ -144,7 +147,16 @@ def test_thread_and_process_readers_give_identical_features(tiled):
     args = (extract.Net(model, spec, dev, None, fmt), slide, sid, coords[:10], attrs)
     inline, reader = extract.extract_tiles(*args, extract.Reading(4, 0))
     assert reader == "stored-tiles"
-    assert np.array_equal(inline, extract.extract_tiles(*args, extract.Reading(4, 2, False))[0])
+    turns, real = [], extract.TileReader._lockstep
+    monkeypatch.setattr(extract.TileReader, "_lockstep", lambda self, n: turns.append(n) or real(self, n))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        assert np.array_equal(inline, extract.extract_tiles(*args, extract.Reading(4, 2, False))[0])
+    finally:
+        torch.set_num_threads(threads)
+    assert turns == [3]  # a model on the CPU: reading took turns with it, on as many threads as it has
+    assert np.array_equal(inline, extract.extract_tiles(*args, extract.Reading(4, 2, False, lockstep=False))[0])
     assert np.array_equal(inline, extract.extract_tiles(*args, extract.Reading(4, 2, True))[0])
 
 
