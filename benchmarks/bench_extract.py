@@ -96,6 +96,20 @@ def stage_rate(net, slide, coords_h5, reading, n_tiles) -> float:
     return len(coords) / (time.perf_counter() - t)
 
 
+def read_rate(slide, coords_h5, reading, n_tiles, input_size) -> float:
+    """Patches/s of the reading alone, as the stage on a CPU reads (its threads taking turns with
+    the model: here with nothing), the same tiles."""
+    coords, attrs = formats.read_coords(coords_h5)
+    coords = np.resize(coords, (n_tiles, 2))
+    reader = extract.TileReader(str(slide), coords, int(attrs["patch_level"]), formats.tile_sizes(attrs)[0],
+                                input_size, reading.batch_size, reading.slide_reader)
+    t = time.perf_counter()
+    for _ in reader.batches(reading.workers, reading.processes, torch.get_num_threads()):
+        pass
+    reader.close()
+    return n_tiles / (time.perf_counter() - t)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="auto")
@@ -147,17 +161,24 @@ def main():
         modes = {"default": reading}
         if args.compare_overlap:  # the reader beside the model, as before lockstep reading on a CPU
             modes["overlapped"] = dataclasses.replace(reading, lockstep=False)
-        fwd, stg = [], {m: [] for m in modes}
+        fwd, stg, rd = [], {m: [] for m in modes}, []
         for _ in range(args.rounds):
             fwd.append(forward_rate(model, spec, dev, dtype, fmt, args.batch_size, n_batches))
             for m, r in modes.items():
                 stg[m].append(stage_rate(net, slide, coords_h5, r, n_tiles))
+            if dev.type == "cpu":
+                rd.append(read_rate(slide, coords_h5, reading, n_tiles, spec.resize or spec.input_size))
+        # on a CPU the reading and the model share the cores: at best the stage takes the sum of
+        # their times (reading at r patches/s alone, the model at f), a ratio of r / (r + f)
+        bound = [r / (r + f) for r, f in zip(rd, fwd)]
         for m in modes:
             ratios = [s / f for s, f in zip(stg[m], fwd)]
             row = dict(encoder=enc, precision=prec, channels_last=bool(cl), reading=m,
                        reader="processes" if processes else "threads",
                        forward_pps=round(float(np.median(fwd)), 1), stage_pps=round(float(np.median(stg[m])), 1),
-                       ratio=round(float(np.median(ratios)), 3), ratio_range=[round(min(ratios), 3), round(max(ratios), 3)])
+                       ratio=round(float(np.median(ratios)), 3), ratio_range=[round(min(ratios), 3), round(max(ratios), 3)],
+                       **(dict(read_alone_pps=round(float(np.median(rd)), 1),
+                               ratio_if_reading_adds=round(float(np.median(bound)), 3)) if rd else {}))
             results.append(row)
             print(json.dumps(row), flush=True)
     (out / f"bench_extract_{dev.type}.json").write_text(json.dumps(results, indent=2))

@@ -51,7 +51,7 @@ def load_clinical(path: str | Path, status_column: str = "censorship") -> pd.Dat
     if status_column not in df.columns:
         other = next(c for c in STATUS if c != status_column)
         fix = (f"it has `{other}` ({STATUS[other]}): set cohort.status_column: {other} if that is what "
-               "it means" if other in df.columns else f"add it, or name the column you have in cohort.status_column")
+               "it means" if other in df.columns else "add it, or name the column you have in cohort.status_column")
         raise GhanetError(f"clinical table {path}: no `{status_column}` column, which cohort.status_column "
                           f"declares ({STATUS[status_column]}); {fix}")
     if status_column == "event":
