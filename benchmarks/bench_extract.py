@@ -110,6 +110,52 @@ def read_rate(slide, coords_h5, reading, n_tiles, input_size) -> float:
     return n_tiles / (time.perf_counter() - t)
 
 
+def reading_profile(slide, coords_h5, out_size: int, batch: int) -> dict:
+    """Milliseconds per patch of one core for each step of the CPU reading, on the slide's tissue
+    tiles: decoding the stored tiles they touch (each once), assembling patches from them,
+    resizing to the encoder input, and the normalisation of a batch on the model's side."""
+    import cv2
+    import openslide
+    import simplejpeg
+
+    from ghanet_pipeline.stored_tiles import StoredTiles
+
+    cv2.setNumThreads(1)
+    coords, attrs = formats.read_coords(coords_h5)
+    read = formats.tile_sizes(attrs)[0]
+    with openslide.OpenSlide(str(slide)) as s:
+        stored, _ = StoredTiles.open(slide, s, int(attrs["patch_level"]))
+    xy = [(int(x), int(y)) for x, y in coords]
+    tiles = sorted({i for x, y in xy for i, _, _ in stored.pieces(x, y, read)})
+    jpegs = [stored.jpeg(i) for i in tiles]
+    t = time.perf_counter()
+    for j in jpegs:
+        simplejpeg.decode_jpeg(j, colorspace="RGB", strict=True)
+    decode = time.perf_counter() - t
+    for x, y in xy[:8]:
+        stored.patch(x, y, read)  # fills the cache for the patches timed below
+    t = time.perf_counter()
+    for _ in range(8):
+        for x, y in xy[:8]:
+            stored.patch(x, y, read)  # dropped at once, as the reader drops it after the resize
+    assemble = (time.perf_counter() - t) / 64
+    patches = [stored.patch(x, y, read) for x, y in xy[:8]]
+    t = time.perf_counter()
+    for _ in range(8):
+        for p in patches:
+            cv2.resize(p, (out_size, out_size), interpolation=cv2.INTER_AREA)
+    resize = (time.perf_counter() - t) / 64
+    stored.close()
+    imgs = torch.randint(0, 256, (batch, out_size, out_size, 3), dtype=torch.uint8)
+    t = time.perf_counter()
+    for _ in range(4):
+        imgs.permute(0, 3, 1, 2).float().mul_(0.5).sub_(0.5).contiguous(memory_format=torch.channels_last)
+    norm = (time.perf_counter() - t) / 4 / batch * torch.get_num_threads()  # per patch, of one core
+    return {"stored_tiles_per_patch": round(len(tiles) / len(xy), 2),
+            "decode_ms": round(1e3 * decode / len(xy), 3), "assemble_ms": round(1e3 * assemble, 3),
+            "resize_ms": round(1e3 * resize, 3), "normalise_ms": round(1e3 * norm, 3)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="auto")
@@ -147,6 +193,10 @@ def main():
           f"slide {w}x{h} at 0.25 mpp with {n_avail} tiles, timing {n_tiles}, batch {args.batch_size}, "
           f"workers {args.workers}, {args.rounds} rounds")
     results = []
+    if dev.type == "cpu":
+        prof = reading_profile(slide, coords_h5, 224, args.batch_size)
+        print("reading, ms of one core per patch:", json.dumps(prof), flush=True)
+        results.append({"reading_profile": prof})
     for enc, prec, cl in configs:
         spec, model, _ = encoders.load(enc, encoders.RANDOM)
         fmt = torch.channels_last if cl else torch.contiguous_format
