@@ -200,9 +200,9 @@ class _Reader:
         self.down = slide.level_downsamples[level]
         self.unreadable: list[tuple[int, int, int, int]] = []
         self.stored, _ = StoredTiles.open(path, slide, level)
-        if self.stored is not None:  # a block's tiles and the previous block's: those shared are decoded once
-            st = self.stored
-            self.stored.capacity = 2 * (block[0] // st.tw + 2) * (block[1] // st.th + 2)
+        st = self.stored
+        if st is not None:  # a block's tiles and the previous block's: those shared are decoded once
+            st.capacity = 2 * (block[0] // st.tw + 2) * (block[1] // st.th + 2)
 
     def _fresh(self) -> None:
         self.slide = open_slide(self.path, self.slide_id)
@@ -225,12 +225,12 @@ class _Reader:
         except openslide.OpenSlideError:
             self._fresh()
         out = np.full((size[1], size[0], 3), 255, np.uint8)
-        for y in range(0, size[1], UNREADABLE_PX):
-            for x in range(0, size[0], UNREADABLE_PX):
-                w, h = min(UNREADABLE_PX, size[0] - x), min(UNREADABLE_PX, size[1] - y)
-                at = (x0 + int(round(x * down)), y0 + int(round(y * down)))
+        for dy in range(0, size[1], UNREADABLE_PX):
+            for dx in range(0, size[0], UNREADABLE_PX):
+                w, h = min(UNREADABLE_PX, size[0] - dx), min(UNREADABLE_PX, size[1] - dy)
+                at = (x0 + int(round(dx * down)), y0 + int(round(dy * down)))
                 try:
-                    out[y:y + h, x:x + w] = rgba_to_rgb(np.asarray(self.slide.read_region(at, level, (w, h))))
+                    out[dy:dy + h, dx:dx + w] = rgba_to_rgb(np.asarray(self.slide.read_region(at, level, (w, h))))
                 except openslide.OpenSlideError:
                     self._fresh()
                     self.unreadable.append((*at, int(round(w * down)), int(round(h * down))))
