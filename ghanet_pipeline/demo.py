@@ -210,6 +210,24 @@ def truth_masks(layout, m: int, mpp: float) -> dict:
     return {"tissue": tissue & ~holes, "holes": holes, "pen": pen.astype(bool), "m": m}
 
 
+def _first_argmax(maps: list[np.ndarray]) -> np.ndarray:
+    """np.argmax(np.stack(maps), axis=0) as uint8 (ties to the first map), without the stack."""
+    best, idx = maps[0], np.zeros(maps[0].shape, np.uint8)
+    for k, m in enumerate(maps[1:], 1):
+        idx[m > best] = k
+        best = np.maximum(best, m)
+    return idx
+
+
+def _mix(weights: list[np.ndarray], colours: list) -> np.ndarray:
+    """sum(w * colour) over the programs: the same float32 sums in the same order, in place."""
+    out = weights[0] * colours[0]
+    term = np.empty_like(out)
+    for w, c in zip(weights[1:], colours[1:]):
+        np.add(out, np.multiply(w, c, out=term), out=out)
+    return out
+
+
 def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarray, seed: int,
                  jpeg_quality: int = 88, aperio: bool = False) -> None:
     """Draw one H&E-like slide and write it as a pyramidal tiled TIFF (atomically), or as an
@@ -222,7 +240,7 @@ def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarr
     soft_prog = [cv2.GaussianBlur((program == k).astype(np.float32), (0, 0), 1.5)
                  for k in range(len(PROGRAMS))]
     image = np.empty((height, width, 3), np.uint8)
-    grain = rng.normal(0, 5, (512, 512, 1)).astype(np.float32)
+    grain = np.repeat(rng.normal(0, 5, (512, 512, 1)).astype(np.float32), 3, axis=2)  # one per channel: no broadcast
     strip = 1024
     for y0 in range(0, height, strip):
         y1 = min(height, y0 + strip)
@@ -236,16 +254,20 @@ def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarr
 
         t_frac = up(soft_tissue)
         weights = [up(w_k) for w_k in soft_prog]
-        prog = np.argmax(np.stack(weights), axis=0).astype(np.uint8)
-        cyto = sum(w_k[..., None] * np.asarray(CYTOPLASM[name], np.float32)
-                   for w_k, name in zip(weights, PROGRAMS))
+        prog = _first_argmax(weights)
         # fibre texture: stretched noise, strongest in stroma
         fib = cv2.resize(rng.normal(0, 1, (max(2, sub_h // 24), max(2, width // 4))).astype(np.float32),
-                         (width, sub_h), interpolation=cv2.INTER_LINEAR)[..., None]
-        cyto += fib * np.where(prog == 2, 9.0, 4.0)[..., None]
-        alpha = np.clip((t_frac - 0.3) / 0.4, 0, 1)[..., None]
-        block = alpha * cyto + (1 - alpha) * np.asarray(BACKGROUND, np.float32)
-        block = np.clip(block, 0, 255).astype(np.uint8)
+                         (width, sub_h), interpolation=cv2.INTER_LINEAR)
+        fibre = fib * np.where(prog == 2, 9.0, 4.0)
+        alpha = np.clip((t_frac - 0.3) / 0.4, 0, 1)
+        glass = 1 - alpha
+        # one colour channel at a time: the same float32 operations per pixel as on H x W x 3
+        # arrays, without NumPy's slow broadcasting over a last axis of 3
+        block = np.empty((sub_h, width, 3), np.uint8)
+        for c in range(3):
+            cyto = _mix(weights, [np.float32(CYTOPLASM[name][c]) for name in PROGRAMS])
+            cyto += fibre
+            block[..., c] = np.clip(alpha * cyto + glass * np.float32(BACKGROUND[c]), 0, 255)
 
         # nuclei: Poisson per program over the strip, kept where that program's tissue is
         area_mm2 = sub_h * width * (mpp / 1000) ** 2
@@ -256,28 +278,35 @@ def render_slide(path: Path, *, width: int, height: int, mpp: float, z: np.ndarr
             ys = rng.uniform(0, sub_h, n)
             xi, yi = xs.astype(int), ys.astype(int)
             keep = (prog[yi, xi] == k) & (t_frac[yi, xi] > 0.6)
-            radii = rng.uniform(*spec["radius"], n) / mpp
-            angles = rng.uniform(0, 180, n)
-            shade = rng.uniform(0.8, 1.15, n)
-            base = np.asarray(spec["colour"], np.float32)
-            for x, y, r, a, sh in zip(xs[keep], ys[keep], radii[keep], angles[keep], shade[keep]):
-                colour = tuple(int(c) for c in np.clip(base * sh, 0, 255))
-                axes = (max(1, int(r * spec["elong"] ** 0.5)), max(1, int(r / spec["elong"] ** 0.5)))
-                cv2.ellipse(block, (int(x), int(y)), axes, float(a), 0, 360, colour, -1, cv2.LINE_AA)
+            radii = rng.uniform(*spec["radius"], n)[keep] / mpp
+            angles = rng.uniform(0, 180, n)[keep]
+            shade = rng.uniform(0.8, 1.15, n)[keep]
+            # every nucleus's colour, axes and centre at once (the same float64 products and
+            # truncations as one at a time); only the drawing is a loop
+            colours = np.clip(np.asarray(spec["colour"], np.float32)[None, :] * shade[:, None], 0, 255).astype(int)
+            long_axis = np.maximum(1, (radii * spec["elong"] ** 0.5).astype(int))
+            short_axis = np.maximum(1, (radii / spec["elong"] ** 0.5).astype(int))
+            for x, y, ax0, ax1, a, colour in zip(xs[keep].astype(int).tolist(), ys[keep].astype(int).tolist(),
+                                                 long_axis.tolist(), short_axis.tolist(), angles.tolist(),
+                                                 colours.tolist()):
+                cv2.ellipse(block, (x, y), (ax0, ax1), a, 0, 360, colour, -1, cv2.LINE_AA)
 
         # pen ink and dust, drawn in level-0 pixels with this strip's offset
         ink = np.zeros((sub_h, width), np.uint8)
         pts = np.round((pen_pts * m - [0, y0]) * 16).astype(np.int32)
         cv2.polylines(ink, [pts], False, 255, max(2, int(120 / mpp)), cv2.LINE_AA, shift=4)
-        a_ink = (ink.astype(np.float32) / 255 * 0.85)[..., None]
-        block = (block * (1 - a_ink) + np.asarray(pen_colour, np.float32) * a_ink).astype(np.uint8)
+        rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+        if len(rows):  # where the ink is 0 the blend gives the pixel back unchanged
+            box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            a_ink = (ink[box].astype(np.float32) / 255 * 0.85)[..., None]
+            block[box] = (block[box] * (1 - a_ink) + np.asarray(pen_colour, np.float32) * a_ink).astype(np.uint8)
         for dx, dy, dr in dust:
             cv2.circle(block, (int(dx * m), int(dy * m - y0)), max(1, int(dr * m)), (70, 68, 66), -1,
                        cv2.LINE_AA)
 
         gy = np.arange(y0, y1) % 512
         noise = grain[gy][:, np.arange(width) % 512]
-        image[y0:y1] = np.clip(block.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+        image[y0:y1] = np.clip(block.astype(np.float32) + noise, 0, 255)
 
     write_pyramid(path, image, mpp, jpeg_quality, aperio=aperio)
 
@@ -396,3 +425,4 @@ def write_validation(out: Path, patients: int, seed: int, *, width: int = 4096, 
                              "survival_months": [round(float(m), 2) for m in months], "censorship": censorship})
     _write_tables(out, {"validation.csv": _relative_paths(sheet, out), "validation_clinical.csv": outcomes})
     return sheet
+
