@@ -25,7 +25,8 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {repo!r})
 import torch
-from ghanet_pipeline import mil, models
+from ghanet_pipeline import models
+from ghanet_pipeline.models import build as networks
 from ghanet_pipeline.config import validate_config
 name, n, repeats, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 def rss(key):
@@ -36,7 +37,7 @@ families = (94, 334, 521, 468, 1496, 479)
 dims = models.Dims(n_bins=4, in_dim=1024, family_dims=selected, omic_dim=sum(selected),
                    family_sizes=families, all_omic_dim=3062)
 spec = models.spec(name)
-model = mil.build(name, validate_config({{}})["model"], dims).to(device).train()
+model = networks.build(name, validate_config({{}})["model"], dims).to(device).train()
 if hasattr(model, "fit_phenotypes"):
     model.fit_phenotypes(torch.randn(2000, 1024), 0)
     model.to(device)
@@ -54,7 +55,7 @@ for _ in range(repeats + 1):
     if device == "cuda": torch.cuda.synchronize()
     t = time.perf_counter()
     out = model(*args)
-    loss = mil.loss(name, out, y, c, targets, 0.3)[0]
+    loss = networks.loss(name, out, y, c, targets, 0.3)[0]
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

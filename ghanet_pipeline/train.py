@@ -1,4 +1,4 @@
-"""Stage `train`: one model of the registry (`models.py`) on one fold.
+"""Stage `train`: one model of the registry (`models/registry.py`) on one fold.
 
 Reads the fold's training patients and what the model's entry asks for: their patch features (all
 slides concatenated), the fold's gene selection (targets for G-HANet, inputs for our SNN), every
@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, devices, features, mil, models, plots, splits
+from . import __version__, devices, features, models, plots, splits
+from .models import build as networks
 from .cohort import omic_columns
 from .errors import GhanetError
 from .io import atomic_path
@@ -219,7 +220,7 @@ def _loss(model_name, out, fold: Fold, case_id, device, recon_weight):
     c = torch.tensor([float(fold.table.at[case_id, "censorship"])], device=device)
     targets = ([torch.from_numpy(t).to(device) for t in fold.targets(case_id)]
                if models.spec(model_name).targets else [])
-    return mil.loss(model_name, out, y, c, targets, recon_weight)
+    return networks.loss(model_name, out, y, c, targets, recon_weight)
 
 
 def balanced_order(labels: np.ndarray, n: int, gen: torch.Generator, balanced: bool) -> list[int]:
@@ -269,7 +270,7 @@ def fit(model_name: str, fold: Fold, inputs: Inputs, params: dict, model_params:
     inner: list[str] = []
     if params["inner_val_fraction"] > 0:
         ids, inner = _inner_split(fold, ids, params["inner_val_fraction"], seed)
-    model = mil.build(model_name, model_params, dims_of(fold, inputs.dim)).to(device)
+    model = networks.build(model_name, model_params, dims_of(fold, inputs.dim)).to(device)
     if hasattr(model, "fit_phenotypes"):  # DeepAttnMISL: phenotypes from the training patches only
         model.fit_phenotypes(_patch_sample(inputs, ids, seed), seed)
     opt = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
@@ -449,7 +450,7 @@ def load_checkpoint(path) -> dict:
         raise GhanetError(f"{path} is not a ghanet-pipeline checkpoint; retrain this fold")
     a = ckpt["model_args"]
     dims = models.Dims(**{k: tuple(v) if isinstance(v, list) else (v or 0) for k, v in a.items()})
-    model = mil.build(ckpt["model"], ckpt["config"]["model"], dims)
+    model = networks.build(ckpt["model"], ckpt["config"]["model"], dims)
     model.load_state_dict(ckpt["state_dict"])
     ckpt["module"] = model.eval()
     return ckpt

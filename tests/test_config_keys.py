@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from conftest import CMU_SLIDE, TINY_DEMO, snakemake, write_config
-from ghanet_pipeline import (demo, evaluate, extract, formats, genes, heatmap, mil, models, predict, segment, splits,
-                             tile, train)
+from ghanet_pipeline import (demo, evaluate, extract, formats, genes, heatmap, models, predict, segment, splits, tile,
+                             train)
+from ghanet_pipeline.models import build as networks
 from ghanet_pipeline.config import load_schema, validate_config
 from ghanet_pipeline.errors import GhanetError
 from test_train import make_fold, sections
@@ -365,7 +366,7 @@ def test_model_keys():
     def build(**ch):
         torch.manual_seed(0)
         dims = models.Dims(n_bins=4, in_dim=32, family_dims=(3, 2, 2, 2, 2, 2), omic_dim=13)
-        return mil.build("ghanet", cfg("model", **ch), dims).eval()
+        return networks.build("ghanet", cfg("model", **ch), dims).eval()
 
     def n_params(m):
         return sum(p.numel() for p in m.parameters())

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ghanet_pipeline.model import GHANet, ghanet_loss, nll_survival_loss, reconstruction_loss
+from ghanet_pipeline.models.ghanet import GHANet, ghanet_loss, reconstruction_loss
+from ghanet_pipeline.models.survival import nll_survival_loss
 
 
 def test_nll_matches_a_brute_force_likelihood():

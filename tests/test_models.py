@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from conftest import REPO, TINY_DEMO, error_line, ghanet_in_process, snakemake, write_config
-from ghanet_pipeline import evaluate, formats, genes, mil, models, predict, splits, train
+from ghanet_pipeline import evaluate, formats, genes, models, predict, splits, train
+from ghanet_pipeline.models import build as networks
 from ghanet_pipeline.config import validate_config
 from ghanet_pipeline.errors import GhanetError
 from test_train import FAMILIES, TOY_ATTRS, make_fold, sections
@@ -51,7 +52,7 @@ def _gated(att, h):
 
 def _build(name, in_dim=16, **dims):
     torch.manual_seed(0)
-    return mil.build(name, MP, models.Dims(n_bins=4, in_dim=in_dim, **dims)).double().eval()
+    return networks.build(name, MP, models.Dims(n_bins=4, in_dim=in_dim, **dims)).double().eval()
 
 
 # ------------------------------------------------------------------ the registry itself
@@ -125,9 +126,9 @@ def test_dsmil_attends_from_each_outputs_critical_patch():
     np.testing.assert_allclose(_np(out["morphology_attention"])[0], a.mean(axis=1), rtol=1e-9)
     # its loss: half the bag's NLL, half the max-pooled instances'
     y, cens = torch.tensor([2]), torch.tensor([0.0])
-    from ghanet_pipeline.model import survival_outputs, nll_survival_loss
+    from ghanet_pipeline.models.survival import survival_outputs, nll_survival_loss
     mx = survival_outputs(out["max_logits"])
-    total = mil.loss("dsmil", out, y, cens, [], 0.3)[0]
+    total = networks.loss("dsmil", out, y, cens, [], 0.3)[0]
     assert float(total) == pytest.approx(0.5 * float(nll_survival_loss(out["hazards"], out["survival"], y, cens))
                                          + 0.5 * float(nll_survival_loss(mx["hazards"], mx["survival"], y, cens)))
 

@@ -14,8 +14,8 @@ from ghanet_pipeline.demo_plan import plan_new as demo_plan_new
 from ghanet_pipeline.demo_plan import plan_validation as demo_plan_validation
 from ghanet_pipeline.failures import failure_summary, job_warnings, read_failures
 from ghanet_pipeline.layouts import find_feature_file
-from ghanet_pipeline.models import REGISTRY
-from ghanet_pipeline.models import expand as expand_models
+from ghanet_pipeline.models.registry import REGISTRY
+from ghanet_pipeline.models.registry import expand as expand_models
 from ghanet_pipeline.sheet import read_slides, slides_from_clinical, table_header
 from ghanet_pipeline.stamps import stamp_path
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .survival import check_bag, nll_survival_loss, survival_outputs
+
 
 class CrossAttention(nn.Module):
     """Queries attend over a context; returns the output and the pre-softmax logits (H x Q x N)."""
@@ -133,23 +135,6 @@ class GHANet(nn.Module):
         return out
 
 
-def nll_survival_loss(hazards: torch.Tensor, survival: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
-                      alpha: float = 0.0, eps: float = 1e-7) -> torch.Tensor:
-    """Discrete-time negative log-likelihood (MCAT's NLLSurvLoss). y: bin index, c: 1 = censored.
-
-    An event in bin y contributes -log S(y-1) - log h(y); a patient censored in bin y contributes
-    -log S(y) (S(-1) = 1).
-    """
-    y = y.view(-1, 1).long()
-    c = c.view(-1, 1).float()
-    s_pad = torch.cat([torch.ones_like(c), survival], dim=1)
-    uncensored = -(1 - c) * (torch.log(s_pad.gather(1, y).clamp(min=eps))
-                             + torch.log(hazards.gather(1, y).clamp(min=eps)))
-    censored = -c * torch.log(s_pad.gather(1, y + 1).clamp(min=eps))
-    loss = (1 - alpha) * (censored + uncensored) + alpha * uncensored
-    return loss.mean()
-
-
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(1 - cos(pred, target))^3 + MSE(pred, target) for one gene family."""
     cos = F.cosine_similarity(pred.view(1, -1), target.view(1, -1), dim=1, eps=1e-8)
@@ -160,53 +145,3 @@ def ghanet_loss(out: dict, y, c, targets: list[torch.Tensor], recon_weight: floa
     surv = nll_survival_loss(out["hazards"], out["survival"], y, c)
     recon = [reconstruction_loss(p, t) for p, t in zip(out["reconstructions"], targets)]
     return surv + recon_weight * torch.stack(recon).sum(), surv, recon
-
-
-def check_bag(x: torch.Tensor) -> None:
-    if x.dim() != 2 or x.shape[0] == 0:
-        raise ValueError(f"expected a non-empty N x D bag of patch features, got {tuple(x.shape)}")
-
-
-def survival_outputs(logits: torch.Tensor) -> dict:
-    hazards = torch.sigmoid(logits)
-    surv = torch.cumprod(1 - hazards, dim=1)
-    return {"logits": logits, "hazards": hazards, "survival": surv, "risk": -surv.sum(dim=1)}
-
-
-class ABMIL(nn.Module):
-    """Baseline, slides only: gated-attention MIL (Ilse et al. 2018) as in MCAT's AttnMIL."""
-
-    def __init__(self, in_dim: int = 1024, dim: int = 512, n_bins: int = 4, dropout: float = 0.25):
-        super().__init__()
-        self.embed = nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), nn.Dropout(dropout))
-        self.att_a = nn.Sequential(nn.Linear(dim, dim // 2), nn.Tanh(), nn.Dropout(dropout))
-        self.att_b = nn.Sequential(nn.Linear(dim, dim // 2), nn.Sigmoid(), nn.Dropout(dropout))
-        self.att_c = nn.Linear(dim // 2, 1)
-        self.rho = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Dropout(dropout))
-        self.classifier = nn.Linear(dim // 2, n_bins)
-
-    def forward(self, x: torch.Tensor) -> dict:
-        check_bag(x)
-        h = self.embed(x)
-        a = self.att_c(self.att_a(h) * self.att_b(h)).T.softmax(dim=-1)  # 1 x N
-        out = survival_outputs(self.classifier(self.rho(a @ h)))
-        out["morphology_attention"] = a
-        return out
-
-
-class SNN(nn.Module):
-    """Baseline, genomics only: a two-layer self-normalising network (Klambauer et al. 2017) on the
-    fold's selected features; MCAT's SNN baseline has the same blocks but takes all omics."""
-
-    def __init__(self, in_dim: int, dim: int = 256, n_bins: int = 4, dropout: float = 0.25):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, dim), nn.ELU(), nn.AlphaDropout(dropout),
-                                 nn.Linear(dim, dim), nn.ELU(), nn.AlphaDropout(dropout))
-        self.classifier = nn.Linear(dim, n_bins)
-        for m in self.modules():  # LeCun-normal init keeps the activations self-normalising
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, m.in_features ** -0.5)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, omics: torch.Tensor) -> dict:
-        return survival_outputs(self.classifier(self.net(omics.view(1, -1))))

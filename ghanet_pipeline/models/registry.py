@@ -7,7 +7,7 @@ table), its group in the comparison and its published source. Training, evaluati
 heatmaps use the entry, never the model's name.
 
 Light on purpose: the workflow's Snakemake environment imports this module (names, groups, keys),
-so it holds data only; `mil.build` builds an entry's network and `mil.loss` gives its loss.
+so it holds data only; `build.build` builds an entry's network and `build.loss` gives its loss.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ SETS = {"slide-only": SLIDE_ONLY_SET, "all": NAMES}
 
 
 def spec(name: str) -> ModelSpec:
-    from .errors import GhanetError
+    from ..errors import GhanetError
 
     if name not in REGISTRY:
         raise GhanetError(f"unknown model {name!r}; train.models takes {', '.join(NAMES)} "
