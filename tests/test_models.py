@@ -146,6 +146,36 @@ def test_transmil_squares_the_sequence_with_its_first_patches():
     assert not models.spec("transmil").attention
 
 
+@pytest.mark.parametrize("n", [1, 10, 65, 255, 257, 300, 1025])
+def test_transmils_attention_is_the_packages_to_rounding(n):
+    """TransMIL's Nystrom attention, computed on compressed matrices where the padding allows, gives
+    the outputs and gradients of `nystrom_attention.NystromAttention` (the official code's import),
+    with the same weights, in training mode (the same dropout draws) and in float64: bags below,
+    at and above the 256 landmarks, with many, a few and no all-padding landmarks."""
+    from nystrom_attention import NystromAttention as Package
+
+    from ghanet_pipeline.models.transmil import NystromAttention
+
+    kw = dict(dim=64, dim_head=8, heads=8, num_landmarks=256, pinv_iterations=6, residual=True, dropout=0.1)
+    torch.manual_seed(n)
+    theirs = Package(**kw).double()
+    ours = NystromAttention(**kw).double()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(1, n, 64, dtype=torch.float64)
+    grads = []
+    for module in (theirs, ours):
+        torch.manual_seed(0)
+        xi = x.clone().requires_grad_()
+        out = module(xi)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads.append((out.detach(), xi.grad, [p.grad for p in module.parameters()]))
+    (o1, gx1, gp1), (o2, gx2, gp2) = grads
+    torch.testing.assert_close(o2, o1, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gx2, gx1, rtol=1e-9, atol=1e-12)
+    for a, b in zip(gp2, gp1):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_deepattnmisl_pools_each_phenotype_and_attends_over_them():
     m = _build("deepattnmisl")
     rng = np.random.default_rng(4)
