@@ -15,6 +15,7 @@ cohort exists. Everything is a function of (patients, seed).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -23,8 +24,11 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from .commands import Command
 from .demo_plan import plan, plan_new, plan_validation  # the slide lists, which the Snakefile also reads
 from .io import atomic_path
+
+log = logging.getLogger("ghanet")
 
 PROGRAMS = ("tumour", "immune", "stroma")
 FAMILIES = (
@@ -426,3 +430,33 @@ def write_validation(out: Path, patients: int, seed: int, *, width: int = 4096, 
     _write_tables(out, {"validation.csv": _relative_paths(sheet, out), "validation_clinical.csv": outcomes})
     return sheet
 
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _arguments(p) -> None:
+    p.add_argument("out")
+    p.add_argument("--patients", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=4096, help="level-0 width in pixels")
+    p.add_argument("--height", type=int, default=3072, help="level-0 height in pixels")
+    p.add_argument("--mpp", type=float, default=0.5, help="level-0 microns per pixel")
+
+
+def _cohort(args) -> None:
+    sheet = write_cohort(args.out, args.patients, args.seed, width=args.width, height=args.height, mpp=args.mpp)
+    log.info("demo cohort: %d slides of %d patients in %s", len(sheet), args.patients, args.out)
+
+
+def _new_patients(args) -> None:
+    write_new_patients(args.out, args.patients, args.seed, width=args.width, height=args.height, mpp=args.mpp)
+    log.info("demo: %d new patients to score from their slides in %s", args.patients, args.out)
+
+
+def _validation(args) -> None:
+    write_validation(args.out, args.patients, args.seed, width=args.width, height=args.height, mpp=args.mpp)
+    log.info("demo: %d held-out patients with outcomes to validate on in %s", args.patients, args.out)
+
+
+COMMANDS = {"demo-cohort": Command(_arguments, _cohort), "demo-new-patients": Command(_arguments, _new_patients),
+            "demo-validation": Command(_arguments, _validation)}

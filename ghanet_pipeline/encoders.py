@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .commands import Command
 from .errors import GhanetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -574,3 +575,33 @@ def autocast_dtype(spec: EncoderSpec, precision: str, device: torch.device) -> t
     if precision == "fp16" and device.type == "cpu":
         raise GhanetError("extract.precision fp16 is for GPUs; use bf16 or fp32 on a CPU")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    p.add_argument("config_file", nargs="?", default=None, help="a config.yaml whose extract.weights to check too")
+
+
+def _run(args) -> None:
+    """Every registered encoder: its width, pooling, access and whether its weights are here."""
+    from .config import encoder_tile, load_config
+
+    cfg = load_config(args.config_file) if args.config_file else None
+    chosen = cfg["extract"] if cfg else {"encoder": None, "weights": None}
+    print(f"Hugging Face cache: {hub_cache_dir()}")
+    print(f"{'encoder':20s} {'dim':>5s}  {'pooling':8s}  {'params':>6s}  weights")
+    for spec in REGISTRY.values():
+        weights = chosen["weights"] if spec.name == chosen["encoder"] else None
+        where = locate(spec, weights)
+        found = f"found: {where.path}" if where.path else f"not found (looked in {where.looked}; {where.fetch or 'see README'})"
+        print(f"{spec.name:20s} {spec.dim:5d}  {spec.pooling:8s}  {spec.params:>6s}  {found}")
+        px, mpp = encoder_tile(spec.name)
+        print(f"{'':20s} {'':5s}  access: {spec.gate}; tiles: {px} px at {mpp:g} um/px"
+              + (f", resized to {spec.resize or spec.input_size}" if (spec.resize or spec.input_size) != px else ""))
+    print(f"{'timm:<name>':20s} any timm model; weights from the local cache or extract.weights")
+    print(f"{'timm:hf-hub:<repo>':20s} a timm model on the hub, built from its cached config.json")
+
+
+COMMANDS = {"encoders": Command(_arguments, _run)}

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import models as registry
-from . import plots
+from . import commands, plots
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import GROUPS, cutoffs_from, risk_group
@@ -418,3 +418,19 @@ def run(model_dirs: list[str], params: dict, *, out_dir) -> pd.DataFrame:
         log.info("%s: C-index %.3f +- %.3f over %d folds, log-rank p %.3g", row.model, row.c_index_mean,
                  row.c_index_sd, row.folds, row.logrank_p)
     return res["comparison"]
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    commands.stage_args(p)
+    p.add_argument("--model-dirs", nargs="+", required=True, help="results/models/<model>/fold_<k> folders")
+    p.add_argument("--out-dir", required=True)
+
+
+def _run(args) -> None:
+    run(args.model_dirs, commands.sections(args)["evaluate"], out_dir=args.out_dir)
+
+
+COMMANDS = {"evaluate": commands.Command(_arguments, _run)}

@@ -27,7 +27,7 @@ import numpy as np
 import openslide
 import torch
 
-from . import __version__, devices, encoders, formats, wsi
+from . import __version__, commands, devices, encoders, formats, slidejob, wsi
 from .errors import GhanetError, SlideError
 from .io import atomic_path
 from .stored_tiles import CorruptTile, StoredTiles
@@ -462,3 +462,63 @@ def write_features_pt(path, features: np.ndarray) -> None:
     """The `pt_files/<slide>.pt` tensor (N x D) that the official MCAT/G-HANet loaders read."""
     with atomic_path(path) as tmp:
         torch.save(torch.from_numpy(np.asarray(features, np.float32)), tmp)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _arguments(p) -> None:
+    slidejob.slide_args(p)
+    commands.stage_args(p)
+    p.add_argument("--coords", required=True, help="coords HDF5 written by `ghanet tile`")
+    p.add_argument("--features", required=True, help="output HDF5")
+    p.add_argument("--features-pt", default=None, help="also write the MCAT .pt tensor here")
+    commands.device_args(p)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=1, help="tile-reading processes")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--slide-reader", choices=["auto", "device", "openslide"], default="auto",
+                   help="auto: patches from the stored JPEG tiles where the file allows it, else OpenSlide; "
+                        "device: those tiles decoded, assembled and resized on the job's device (nvJPEG on a GPU)")
+    p.add_argument("--reader", choices=["threads", "processes"], default="threads",
+                   help="tile readers run as threads (default) or forkserver processes")
+
+
+def _one_slide(args) -> None:
+    reading = Reading(args.batch_size, args.workers, args.reader == "processes", args.slide_reader)
+    res = run(args.slide, args.slide_id, commands.section(args, "extract"), coords_h5=args.coords,
+              features_h5=args.features, features_pt=args.features_pt, device=args.device, threads=args.threads,
+              reading=reading, wants_gpu=args.gpus > 0)
+    logging.getLogger("ghanet").info("extract %s: %d x %d features (%s, %s, read by %s)", args.slide_id,
+                                     res["n_tiles"], res["dim"], res["encoder"], res["precision"],
+                                     res.get("reader", "none"))
+
+
+def _record(args, why: str) -> None:
+    record_failure(args.slide_id, why, features_h5=args.features)
+
+
+def _claim_gpu(args) -> None:
+    """A job of several slides claims one GPU for all of them, not one per slide."""
+    args.device = devices.resolve(args.device, args.gpus > 0, "extract")
+
+
+def _export_arguments(p) -> None:
+    p.add_argument("--features", required=True, help="HDF5 written by `ghanet extract`")
+    p.add_argument("--out", required=True)
+    slidejob.slides_args(p)
+
+
+def _export_pt(args) -> None:
+    from . import features
+
+    feats, _, _ = features.read_features(args.features)
+    write_features_pt(args.out, feats)
+    logging.getLogger("ghanet").info("export-pt: %d x %d features to %s", feats.shape[0], feats.shape[1], args.out)
+
+
+COMMANDS = {
+    "extract": slidejob.command(_arguments, _one_slide, inputs=("coords",), outputs=("features", "features_pt"),
+                                record=_record, before_chunk=_claim_gpu),
+    "export-pt": slidejob.command(_export_arguments, _export_pt, inputs=("features",), outputs=("out",)),
+}

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .commands import Command
 from .errors import GhanetError
 from .formats import plain_attr
 from .layouts import feature_path  # noqa: F401  (the readers' way to a slide's file)
@@ -183,3 +184,37 @@ def declared_encoder(manifest_csv) -> str:
 
     with open(manifest_csv, newline="") as fh:
         return next((r["encoder"] for r in csv.DictReader(fh) if r["status"] != "failed"), "")
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    p.add_argument("--features", nargs="*", default=[], help="our feature files")
+    p.add_argument("--features-dir", default=None,
+                   help="instead of --features: the folder of every cohort slide's file (ours, or those "
+                        "cohort.features names), a slide list too long for a command line")
+    p.add_argument("--slide-sheet", default=None, help="with --features-dir: the slides (else --clinical's)")
+    p.add_argument("--clinical", default=None, help="with --features-dir and no sheet: MCAT table with slide_id")
+    p.add_argument("--declared-encoder", default=None,
+                   help="imported files: the encoder of those that carry no name (extract.encoder)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-lost-fraction", type=float, default=1.0,
+                   help="stop when more than this fraction of the slides failed (cohort.max_lost_fraction)")
+
+
+def _run(args) -> None:
+    import logging
+
+    from .sheet import cohort_slides
+
+    if args.features_dir:  # every slide of the sheet (or clinical table): ours, or given (cohort.features)
+        ids = list(cohort_slides(args.slide_sheet, args.clinical))
+        paths = imported(args.features_dir, ids, args.declared_encoder)
+        table = manifest(paths, args.out, args.max_lost_fraction, declared=args.declared_encoder, slide_ids=ids)
+    else:
+        table = manifest(args.features, args.out, args.max_lost_fraction)
+    logging.getLogger("ghanet").info("features of %d slides, %d tiles", len(table), int(table.n_tiles.sum()))
+
+
+COMMANDS = {"feature-manifest": Command(_arguments, _run)}

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import splits
+from . import commands, splits
 from .cohort import family_columns, load_signatures
 from .errors import GhanetError
 from .io import atomic_path, write_json
@@ -96,3 +96,25 @@ def run(patients_csv, fold_csv, signatures_path, params: dict, labels: dict, *, 
     log.info("fold %d: %s", fold, ", ".join(f"{f}: {n}" for f, n in selection["sizes"].items())
              or "no omics (survival only): time bins only")
     return selection
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    commands.stage_args(p)
+    p.add_argument("--patients", required=True, help="patients.csv.gz written by `ghanet splits`")
+    p.add_argument("--fold-csv", required=True, help="fold file (train, val columns)")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--signatures", default=None,
+                   help="six-family signatures CSV (none: a survival-only cohort, time bins only)")
+    p.add_argument("--out-dir", required=True)
+
+
+def _run(args) -> None:
+    cfg = commands.sections(args)
+    run(args.patients, args.fold_csv, args.signatures, cfg["genes"], cfg["labels"], out_dir=args.out_dir,
+        fold=args.fold)
+
+
+COMMANDS = {"genes": commands.Command(_arguments, _run)}

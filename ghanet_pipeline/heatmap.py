@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import formats, plots, wsi
+from . import commands, formats, plots, wsi
 
 GLASS_SATURATION = 20  # out of 255: glass stays below it (the floor segmentation puts under Otsu's split too)
 THUMB_PX = 1024  # long side of the overview where the slide's resolution is unknown (foreign features)
@@ -322,3 +322,110 @@ def write_gallery(out_dir) -> list:
     maps = sorted(Path(out_dir).glob("*.heatmap.png"))
     items = [(p.name[: -len(".heatmap.png")], [p]) for p in maps]
     return contact_sheets(items, out_dir, name="gallery", image_px=(400, 400), columns=3, per_page=18)
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _no_heatmap(part: dict) -> str | None:
+    """Why a slide's heatmap cannot be drawn: imported features may have no coords in pixels
+    (MCAT's .pt, STAMP's microns), or their slide may not be here."""
+    from pathlib import Path
+
+    from .features import FORMATS
+
+    if part["coords"] is None:
+        kind = FORMATS[part["attrs"].get("format", "ghanet")]
+        return f"slide {part['slide_id']}: its feature file ({kind}) has no coords in level-0 pixels"
+    if not part["path"] or not Path(part["path"]).is_file() and not Path(part["path"]).is_dir():
+        return f"slide {part['slide_id']}: slide file {part['path']} not found"
+    return None
+
+
+def with_geometry(part: dict, row: dict, cfg: dict) -> None:
+    """The part's tile geometry completed from the slide and the settings (another tool's file may
+    carry none: tile_geometry); a GhanetError says why it cannot be."""
+    from pathlib import Path
+
+    from .errors import GhanetError
+    from .features import plain_attr
+
+    attrs = part["attrs"]
+    if "patch_size_level0" in attrs and "patch_level" in attrs and attrs.get("level0_mpp"):
+        return  # ours: complete
+    patches_attrs = None
+    if cfg["cohort"].get("patches"):
+        import h5py
+
+        found = Path(cfg["cohort"]["patches"]) / f"{part['slide_id']}.h5"
+        if not found.is_file():
+            raise GhanetError(f"slide {part['slide_id']}: no CLAM patch file {found} (cohort.patches)")
+        with h5py.File(found, "r") as f:
+            patches_attrs = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
+    slide = wsi.open_slide(part["path"], part["slide_id"])
+    try:
+        try:
+            mpp0, _ = wsi.resolve_mpp(slide, part["slide_id"], row.get("mpp"), cfg["cohort"]["default_mpp"],
+                                      cfg["cohort"]["mpp_range"])
+        except GhanetError:
+            mpp0 = None  # a CLAM patch file or TRIDENT's attributes need none
+        part["attrs"] = tile_geometry(attrs, slide, part["slide_id"], mpp0, cfg["tile"], patches_attrs)
+    finally:
+        slide.close()
+
+
+def _arguments(p) -> None:
+    commands.stage_args(p)
+    p.add_argument("--model", required=True, help="model.pt of the fold")
+    p.add_argument("--fold-csv", required=True)
+    p.add_argument("--patients", required=True)
+    p.add_argument("--slide-sheet", required=True)
+    p.add_argument("--features-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+
+
+def _run(args) -> None:
+    import logging
+    from pathlib import Path
+
+    from . import features, models, splits, train
+    from .errors import GhanetError
+    from .sheet import read_slides
+
+    log = logging.getLogger("ghanet")
+    cfg = commands.sections(args)
+    settings = Settings.of(cfg["heatmap"])
+    ckpt = train.load_checkpoint(args.model)
+    if not models.spec(ckpt["model"]).attention:
+        raise GhanetError(f"{args.model} is a {ckpt['model']} model, which gives no patch attention; "
+                          f"heatmaps are drawn by {', '.join(models.having('attention'))}")
+    _, val_ids = splits.read_fold(args.fold_csv)
+    patients = splits.read_patients(args.patients)
+    rows = read_slides(args.slide_sheet)
+    skipped = {}
+    for case_id in val_ids:
+        parts = []
+        for sid in patients.at[case_id, "slide_ids"].split(";"):
+            fpath = features.feature_path(args.features_dir, sid)
+            feats, coords, attrs = features.read_features(fpath)
+            parts.append({"slide_id": sid, "path": rows[sid]["path"], "features": feats, "coords": coords,
+                          "attrs": features.feature_coords_attrs(fpath, attrs)})
+        why = next(filter(None, map(_no_heatmap, parts)), None)
+        for part in parts if why is None else []:
+            try:
+                with_geometry(part, rows[part["slide_id"]], cfg)
+            except GhanetError as exc:
+                why = str(exc)
+                break
+        if why:
+            skipped[case_id] = why
+            log.warning("heatmap of patient %s skipped: %s", case_id, why)
+        elif sum(len(p["features"]) for p in parts):
+            render_patient([ckpt["module"]], list(ckpt["families"]), parts, args.out_dir, settings)
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    write_gallery(args.out_dir)
+    log.info("heatmaps of the %d held-out patients of fold %d in %s%s", len(val_ids) - len(skipped), ckpt["fold"],
+             args.out_dir, f" ({len(skipped)} skipped, each named above)" if skipped else "")
+
+
+COMMANDS = {"heatmaps": commands.Command(_arguments, _run)}

@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import devices, features, heatmap, models, train
+from . import commands, devices, features, heatmap, models, train
 from .errors import GhanetError
 from .io import atomic_path
 from .risk import risk_group
+from .sheet import cohort_slides
 
 log = logging.getLogger("ghanet.predict")
 ENCODER_KEYS = ("encoder", "weights_sha256", "patch_size", "target_mpp")
@@ -307,3 +308,55 @@ def score_cohort(models_dir, slides: pd.DataFrame, features_dir, *, scheme: str 
             table.to_csv(tmp, index=False)
     log.info("validation: %s scored %d of %d patients", table.model[0], int(table.status.eq("ok").sum()), len(table))
     return table
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _arguments(p) -> None:
+    commands.stage_args(p)
+    p.add_argument("--slide-sheet", required=True, help="slide sheet of the new patients (slide_id, case_id, path[, mpp])")
+    p.add_argument("--models-dir", required=True, help="results/models/<model> of a training run")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--features-dir", default=None,
+                   help="features already extracted with the training settings (default: process the slides)")
+    p.add_argument("--work-dir", default=None, help="where to segment/tile/extract (default: beside --out)")
+    p.add_argument("--heatmaps-dir", default=None, help="also write attention heatmaps here")
+    p.add_argument("--allow-other-mpp", action="store_true",
+                   help="score slides scanned at another resolution than the training slides")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+
+
+def _run(args) -> None:
+    cfg = commands.sections(args)
+    run(args.slide_sheet, args.models_dir, out_csv=args.out, features_dir=args.features_dir, work_dir=args.work_dir,
+        scheme=cfg["evaluate"]["risk_groups"], allow_other_mpp=args.allow_other_mpp or cfg["predict"]["allow_other_mpp"],
+        heatmaps_dir=args.heatmaps_dir, heatmap_settings=heatmap.Settings.of(cfg["heatmap"]), device=args.device,
+        threads=args.threads)
+
+
+def _score_arguments(p) -> None:
+    commands.stage_args(p)
+    p.add_argument("--models-dir", required=True, help="results/models/<model> of a training run")
+    p.add_argument("--slide-sheet", default=None, help="the validation cohort's slide sheet")
+    p.add_argument("--clinical", default=None, help="without a sheet: the table whose slide_id column names the slides")
+    p.add_argument("--features-dir", required=True, help="the cohort's feature files (ours, CLAM's, TRIDENT's, ...)")
+    p.add_argument("--out", required=True, help="output CSV")
+
+
+def _score(args) -> None:
+    if not (args.slide_sheet or args.clinical):
+        raise GhanetError("give --slide-sheet, or --clinical whose slide_id column names the feature files")
+    cfg = commands.sections(args)
+    # the validation cohort's slides (slide_id, case_id, path): its sheet's, or without one (features
+    # given) the clinical table's slide_id column
+    rows = cohort_slides(args.slide_sheet, args.clinical)
+    slides = pd.DataFrame([{k: r[k] for k in ("slide_id", "case_id", "path")} for r in rows.values()])
+    score_cohort(args.models_dir, slides, args.features_dir, out_csv=args.out, scheme=cfg["evaluate"]["risk_groups"],
+                 allow_other_mpp=cfg["predict"]["allow_other_mpp"],
+                 calibration_months=cfg["validation"]["calibration_months"])
+
+
+COMMANDS = {"predict": commands.Command(_arguments, _run),
+            "validation-score": commands.Command(_score_arguments, _score)}

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import formats
+from .commands import Command
 from .io import atomic_path
 
 
@@ -91,3 +92,45 @@ def run(stats_paths: list, coords_paths: list, out_csv, sheets: list = (), qc_im
     if gallery_dir:
         qc_gallery(table, list(qc_images), gallery_dir)
     return table
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    p.add_argument("--stats", nargs="*", default=[], help="segment stats JSON files")
+    p.add_argument("--coords", nargs="*", default=[], help="coords HDF5 files, same order")
+    p.add_argument("--stats-pattern", default=None,
+                   help="instead of --stats/--coords: the stats path with {slide}, for every slide of --sheets")
+    p.add_argument("--coords-pattern", default=None, help="with --stats-pattern: the coords path with {slide}")
+    p.add_argument("--features-pattern", default=None,
+                   help="with --stats-pattern: the features path with {slide} (patches extraction left out)")
+    p.add_argument("--sheets", nargs="*", default=[],
+                   help="slide sheets whose case_id and extra columns (scanner, site, ...) the table carries")
+    p.add_argument("--out", required=True)
+    p.add_argument("--qc-images", nargs="*", default=[],
+                   help="QC image paths with {slide} (segment's, tile's), shown side by side in the gallery")
+    p.add_argument("--gallery-dir", default=None, help="write the QC contact sheets here")
+
+
+def _run(args) -> None:
+    import logging
+
+    from .errors import GhanetError
+    from .sheet import read_slides
+
+    if args.stats_pattern:  # every slide of the sheets: a list of 10,000 paths would not fit a command line
+        ids = list(dict.fromkeys(sid for sheet in args.sheets for sid in read_slides(sheet)))
+        args.stats = [args.stats_pattern.format(slide=sid) for sid in ids]
+        args.coords = [args.coords_pattern.format(slide=sid) for sid in ids]
+    features = [args.features_pattern.format(slide=sid) for sid in ids] if args.features_pattern else None
+    if len(args.stats) != len(args.coords):
+        raise GhanetError("slide-report needs one --coords file per --stats file, in the same order")
+    table = run(args.stats, args.coords, args.out, sheets=args.sheets, qc_images=args.qc_images,
+                gallery_dir=args.gallery_dir, features_paths=features)
+    empty = table[table.status != "ok"]
+    logging.getLogger("ghanet").info("slide report: %d slides, %d without tiles%s", len(table), len(empty),
+                                     f" ({', '.join(empty.slide_id)})" if len(empty) else "")
+
+
+COMMANDS = {"slide-report": Command(_arguments, _run)}

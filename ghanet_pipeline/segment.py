@@ -11,13 +11,14 @@ stats JSON.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import formats, wsi
+from . import commands, formats, slidejob, wsi
 from .io import atomic_path, write_json
 
 # OpenCV hue is 0-180. Eosin/haematoxylin sit at 125-180 and 0-15 (pink to purple); marker
@@ -288,3 +289,28 @@ def run(slide_path: str, slide_id: str, params: dict, *, geojson: str, qc_png: s
         formats.write_image(tmp, qc, fmt=Path(qc_png).suffix)
     write_json(stats_json, stats)
     return stats
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    slidejob.slide_args(p)
+    commands.stage_args(p)
+    p.add_argument("--geojson", required=True)
+    p.add_argument("--qc", required=True)
+    p.add_argument("--stats", required=True)
+
+
+def _one_slide(args) -> None:
+    stats = run(args.slide, args.slide_id, commands.section(args, "segment"), geojson=args.geojson, qc_png=args.qc,
+                stats_json=args.stats, sheet_mpp=args.mpp, default_mpp=args.default_mpp, mpp_range=args.mpp_range)
+    logging.getLogger("ghanet").info("segment %s: %d piece(s), %d hole(s), %.3f mm2 tissue", args.slide_id,
+                                     stats["n_pieces"], stats["n_holes"], stats["tissue_area_mm2"])
+
+
+def _record(args, why: str) -> None:
+    record_failure(args.slide_id, why, geojson=args.geojson, qc_png=args.qc, stats_json=args.stats)
+
+
+COMMANDS = {"segment": slidejob.command(_arguments, _one_slide, outputs=("geojson", "qc", "stats"), record=_record)}

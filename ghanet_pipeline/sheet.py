@@ -119,3 +119,8 @@ def slides_from_clinical(path: str | Path) -> dict[str, dict]:
     if not slides:
         raise ConfigError(f"clinical table {path}: its slide_id column is empty; fill it or give cohort.slide_sheet")
     return slides
+
+
+def cohort_slides(slide_sheet, clinical) -> dict[str, dict]:
+    """The cohort's slides: the slide sheet's, or (features given without one) the clinical table's."""
+    return read_slides(slide_sheet) if slide_sheet else slides_from_clinical(clinical)

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import commands
 from .cohort import build_cohort, load_clinical
 from .errors import GhanetError
 from .io import atomic_path, write_json
+from .sheet import cohort_slides
 
 log = logging.getLogger("ghanet.splits")
 EPS = 1e-6  # as MCAT: outer bin edges sit just outside the observed range
@@ -149,3 +151,24 @@ def run(clinical_path, slide_cases: dict[str, str], params: dict, cohort_params:
 
 def read_patients(path) -> pd.DataFrame:
     return pd.read_csv(path, index_col="case_id", dtype={"case_id": str, "slide_ids": str})
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    commands.stage_args(p)
+    p.add_argument("--clinical", required=True, help="MCAT-format clinical/genomic CSV")
+    p.add_argument("--slide-sheet", default=None,
+                   help="slide sheet (slide_id, case_id, path); none: the clinical table's slide_id column")
+    p.add_argument("--out-dir", required=True)
+
+
+def _run(args) -> None:
+    cfg = commands.sections(args)
+    slides = cohort_slides(args.slide_sheet, args.clinical)
+    run(args.clinical, {sid: row["case_id"] for sid, row in slides.items()}, cfg["splits"], cfg["cohort"],
+        cfg["labels"], out_dir=args.out_dir)
+
+
+COMMANDS = {"splits": commands.Command(_arguments, _run)}

@@ -17,12 +17,13 @@ a cost that grows with the outline's crossings instead of its bounding box x its
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import formats, wsi
+from . import commands, formats, slidejob, wsi
 from .errors import GhanetError
 
 SAMPLES_PER_TILE = 16
@@ -202,3 +203,34 @@ def run(slide_path: str, slide_id: str, params: dict, *, contours: str, coords_h
     formats.write_image(qc_png, thumb)
     return {"slide_id": slide_id, "n_tiles": int(len(coords)), "patch_level": level,
             "patch_size_level0": ps0, "mean_coverage": float(coverage.mean()) if len(coverage) else 0.0}
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    slidejob.slide_args(p)
+    commands.stage_args(p)
+    p.add_argument("--contours", required=True, help="GeoJSON written by `ghanet segment`")
+    p.add_argument("--segment-stats", default=None,
+                   help="stats JSON written by `ghanet segment`: take its level-0 mpp (instead of --mpp)")
+    p.add_argument("--segment-qc", default=None,
+                   help="QC image written by `ghanet segment`: the grid is drawn on it (else the slide is read again)")
+    p.add_argument("--coords", required=True)
+    p.add_argument("--qc", required=True)
+
+
+def _one_slide(args) -> None:
+    res = run(args.slide, args.slide_id, commands.section(args, "tile"), contours=args.contours,
+              coords_h5=args.coords, qc_png=args.qc, sheet_mpp=args.mpp, default_mpp=args.default_mpp,
+              segment_stats=args.segment_stats, mpp_range=args.mpp_range, segment_qc=args.segment_qc)
+    logging.getLogger("ghanet").info("tile %s: %d tiles of %d level-0 px read at level %d", args.slide_id,
+                                     res["n_tiles"], res["patch_size_level0"], res["patch_level"])
+
+
+def _record(args, why: str) -> None:
+    record_failure(args.slide_id, why, coords_h5=args.coords, qc_png=args.qc)
+
+
+COMMANDS = {"tile": slidejob.command(_arguments, _one_slide, inputs=("contours", "segment_stats", "segment_qc"),
+                                     outputs=("coords", "qc"), record=_record)}

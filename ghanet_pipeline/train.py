@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, devices, features, models, plots, splits
+from . import __version__, commands, devices, features, models, plots, splits
 from .models import build as networks
 from .cohort import omic_columns
 from .errors import GhanetError
@@ -454,3 +454,36 @@ def load_checkpoint(path) -> dict:
     model.load_state_dict(ckpt["state_dict"])
     ckpt["module"] = model.eval()
     return ckpt
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    commands.stage_args(p)
+    p.add_argument("--model", required=True, help="ghanet, abmil or snn")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--patients", required=True, help="patients.csv.gz written by `ghanet splits`")
+    p.add_argument("--fold-csv", required=True, help="fold file (train, val columns)")
+    p.add_argument("--selection", required=True, help="selection.json written by `ghanet genes`")
+    p.add_argument("--scaler", required=True, help="scaler.csv written by `ghanet genes`")
+    p.add_argument("--features-dir", required=True, help="folder of per-slide feature files")
+    p.add_argument("--manifest", default=None,
+                   help="the features' manifest: names the encoder of files that carry none (imported features)")
+    p.add_argument("--splits-summary", default=None,
+                   help="splits.json written by `ghanet splits` (the number of folds the checkpoint records)")
+    p.add_argument("--out-dir", required=True)
+    commands.device_args(p)
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+
+
+def _run(args) -> None:
+    n_folds = json.loads(Path(args.splits_summary).read_text())["folds"] if args.splits_summary else None
+    run(args.model, args.fold, patients_csv=args.patients, fold_csv=args.fold_csv, selection_json=args.selection,
+        scaler_csv=args.scaler, features_dir=args.features_dir,
+        declared_encoder=features.declared_encoder(args.manifest) if args.manifest else None,
+        sections=commands.sections(args), out_dir=args.out_dir, device=args.device, threads=args.threads,
+        wants_gpu=args.gpus > 0, n_folds=n_folds)
+
+
+COMMANDS = {"train": commands.Command(_arguments, _run)}

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import evaluate, plots
+from . import commands, evaluate, plots
 from . import models as registry
 from .errors import GhanetError
 from .io import atomic_path
@@ -216,3 +216,22 @@ def run(risk_csvs: list, clinical, *, scheme: str, status_column: str, out_dir) 
         log.info("%s: C-index %.3f [%.3f, %.3f] on %d patients, log-rank p %.3g", r.model, r.c_index,
                  r.c_index_ci_low, r.c_index_ci_high, r.n_patients, r.logrank_p)
     return table
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _arguments(p) -> None:
+    commands.stage_args(p)
+    p.add_argument("--risks", nargs="+", required=True, help="validation-score CSVs, one per model")
+    p.add_argument("--clinical", required=True, help="the validation cohort's outcomes")
+    p.add_argument("--out-dir", required=True)
+
+
+def _run(args) -> None:
+    cfg = commands.sections(args)
+    run(args.risks, args.clinical, scheme=cfg["evaluate"]["risk_groups"], out_dir=args.out_dir,
+        status_column=cfg["validation"]["status_column"] or cfg["cohort"]["status_column"])
+
+
+COMMANDS = {"validate": commands.Command(_arguments, _run)}

@@ -149,12 +149,12 @@ def test_a_job_in_the_wrong_environment_names_the_module_and_the_interpreter(tmp
     assert "--use-conda" in line and "this is a bug" not in line
 
     # a dependency imported later, inside a stage, reads the same
-    from ghanet_pipeline import cli
+    from ghanet_pipeline.errors import report_unexpected
 
     with open(tmp_path / "log", "w") as fh:
         try:
             importlib.import_module("h5py_not_installed_here")
         except ImportError as exc:
-            why = cli._unexpected("extract", exc, fh)
+            why = report_unexpected("extract", exc, fh)
     assert why.endswith("or run with --use-conda") and "'h5py_not_installed_here'" in why
     assert (tmp_path / "log").read_text().strip().splitlines() == [f"ghanet extract: error: {why}"]

@@ -287,7 +287,6 @@ def test_patches_key(demo_cohort, tmp_path):
     import openslide
 
     import other_tools
-    from ghanet_pipeline import cli
 
     out, sheet = demo_cohort
     sid, path = sheet.slide_id[0], sheet.path[0]
@@ -298,7 +297,7 @@ def test_patches_key(demo_cohort, tmp_path):
 
     def size(**cohort):
         part = {"slide_id": sid, "path": path, "attrs": {"format": "clam"}}
-        cli._with_geometry(part, {"path": path, "mpp": None}, validate_config({"cohort": cohort}))
+        heatmap.with_geometry(part, {"path": path, "mpp": None}, validate_config({"cohort": cohort}))
         return part["attrs"]["patch_size_level0"], part["attrs"]["target_patch_size"]
 
     assert size() == (256, 256)  # tile.patch_size 256 at tile.target_mpp 0.5 on a 0.5 um/px slide

@@ -1,9 +1,9 @@
 """Conda cannot run here, so the environments are checked statically: every rule names an env,
 every env is pinned, and every third-party module a rule's code can import is provided by its env.
 
-A rule's code is the `python -m ghanet_pipeline <command>` it runs: the CLI's module-level imports,
-the imports inside that command's function, and everything those package modules import, at any
-level (a lazily imported module counts too), followed through the package."""
+A rule's code is the `python -m ghanet_pipeline <command>` it runs: the CLI's imports, the module
+that owns the command, and everything those package modules import, at any level (a lazily
+imported module counts too), followed through the package."""
 
 import ast
 import re
@@ -29,16 +29,32 @@ PROVIDERS = {
 }
 
 
-def _imports(tree: ast.AST) -> set[str]:
+def _module_path(name: str) -> Path | None:
+    """The file of package module `name` (ghanet_pipeline.x.y -> x/y.py or x/y/__init__.py)."""
+    parts = name.split(".")[1:]
+    if not parts:
+        return PKG / "__init__.py"
+    rel = Path(*parts)
+    for path in (PKG / rel.with_suffix(".py"), PKG / rel / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(tree: ast.AST, module: str = "ghanet_pipeline") -> set[str]:
+    """What `module`'s code imports, relative imports resolved against its package."""
+    path = _module_path(module)
+    package = module if path is not None and path.name == "__init__.py" else module.rsplit(".", 1)[0]
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: a module of the package
-                base = f"ghanet_pipeline.{node.module}" if node.module else "ghanet_pipeline"
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{base}.{node.module}" if node.module else base
                 names.add(base)
-                names |= {f"ghanet_pipeline.{a.name}" for a in node.names if (PKG / f"{a.name}.py").exists()}
+                names |= {f"{base}.{a.name}" for a in node.names if _module_path(f"{base}.{a.name}")}
             else:
                 names.add(node.module)
     return names
@@ -52,14 +68,12 @@ def _closure(start: set[str]) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
-        if name in ("ghanet_pipeline.cli", "ghanet_pipeline.__main__"):
-            continue  # the CLI's own imports are taken per command, in command_imports
         if name.startswith("ghanet_pipeline"):
-            rel = name.split(".", 1)[1] if "." in name else "__init__"
-            path = PKG / f"{rel}.py"
-            if path.exists():
-                todo += _imports(ast.parse(path.read_text()))
-            todo.append("ghanet_pipeline")
+            path = _module_path(name)
+            if path is not None:
+                todo += _imports(ast.parse(path.read_text()), name)
+            parent = name.rsplit(".", 1)[0]
+            todo.append(parent if parent != name else "ghanet_pipeline")
         else:
             top = name.split(".")[0]
             if top not in sys.stdlib_module_names and top != "__future__":
@@ -68,15 +82,12 @@ def _closure(start: set[str]) -> set[str]:
 
 
 def command_imports(command: str) -> set[str]:
-    tree = ast.parse((PKG / "cli.py").read_text())
-    top = set()
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            top |= _imports(ast.Module(body=[node], type_ignores=[]))
-    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef)
-               and n.name == f"cmd_{command.replace('-', '_')}"), None)
-    assert fn is not None, f"the CLI has no command {command}"
-    return _closure(top | _imports(fn))
+    """What `ghanet <command>` can import: the CLI's own imports and its stage's module (which the
+    CLI imports by name, from its table of commands), followed through the package."""
+    from ghanet_pipeline.cli import COMMANDS
+
+    assert command in COMMANDS, f"the CLI has no command {command}"
+    return _closure({"ghanet_pipeline.cli", f"ghanet_pipeline.{COMMANDS[command][0]}"})
 
 
 def rules() -> dict[str, dict]:
