@@ -16,11 +16,12 @@ import functools
 import os
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from .errors import ConfigError, GhanetError
 
+# libyaml's loader where PyYAML was built with it (5x faster than the pure-Python one); the same documents
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
 
@@ -33,7 +34,7 @@ def load_schema(name: str) -> dict:
             f"schema {path} not found: install ghanet-pipeline from its repository "
             "(pip install -e .) so the workflow/ folder sits beside the package"
         )
-    return yaml.safe_load(path.read_text())
+    return yaml.load(path.read_text(), Loader=_YAML_LOADER)
 
 
 def _fill_defaults(schema: dict, instance: dict) -> None:
@@ -82,11 +83,11 @@ def _coerce(schema: dict, value):
     return value
 
 
-def _one_line(error: jsonschema.ValidationError, what: str) -> str:
+def _one_line(error, what: str) -> str:
     return f"{what}: {_message(error)}"
 
 
-def _message(error: jsonschema.ValidationError) -> str:
+def _message(error) -> str:
     where = ".".join(str(p) for p in error.absolute_path) or "top level"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
@@ -130,6 +131,8 @@ def validate_config(config: dict | None, what: str = "config") -> dict:
         raise ConfigError(f"{what}: expected a mapping of sections, got {type(filled).__name__}")
     filled = _coerce(schema, filled)
     _fill_defaults(schema, filled)
+    import jsonschema  # here, not at the top: a command that reads no config never pays its import
+
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
     if len(errors) == 1:
@@ -148,13 +151,15 @@ def load_config(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass an existing config.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     return validate_config(raw, what=str(path))
 
 
 def validate_slide_row(row: dict, where: str) -> None:
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(load_schema("slides"))
     errors = list(validator.iter_errors(row))
     if errors:
