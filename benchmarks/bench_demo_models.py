@@ -54,13 +54,13 @@ def main() -> None:
 
     from ghanet_pipeline import evaluate, genes, splits
     from ghanet_pipeline.config import load_config
-    from ghanet_pipeline.models import expand
+    from ghanet_pipeline.models import chosen
     from ghanet_pipeline.sheet import read_slides
 
     cfg = load_config(REPO / "config.yaml")
     demo = a.results / "demo"
     slide_cases = {sid: r["case_id"] for sid, r in read_slides(demo / "slides.csv").items()}
-    models, k = a.models or expand(cfg["train"]["models"]), cfg["splits"]["folds"]
+    models, k = a.models or chosen(cfg["train"]["models"], demo=True), cfg["splits"]["folds"]
     tasks = []
     for seed in a.seeds:
         out = a.out / f"seed_{seed}"

@@ -4,9 +4,9 @@ mcat, with what they share in survival and layers), and `build`, which makes an 
 and gives its loss. Importing this package imports the registry only; the networks need torch."""
 
 from .registry import (
-    GENOMICS_ONLY, GROUPS, MULTIMODAL, NAMES, REGISTRY, SETS, SLIDE_ONLY, SLIDE_ONLY_SET, Dims, ModelSpec,
-    expand, having, label, spec,
+    DEMO_SET, GENOMICS_ONLY, GROUPS, MULTIMODAL, NAMES, REGISTRY, SETS, SLIDE_ONLY, SLIDE_ONLY_SET, Dims, ModelSpec,
+    chosen, expand, having, label, spec,
 )
 
-__all__ = ["GENOMICS_ONLY", "GROUPS", "MULTIMODAL", "NAMES", "REGISTRY", "SETS", "SLIDE_ONLY",
-           "SLIDE_ONLY_SET", "Dims", "ModelSpec", "expand", "having", "label", "spec"]
+__all__ = ["DEMO_SET", "GENOMICS_ONLY", "GROUPS", "MULTIMODAL", "NAMES", "REGISTRY", "SETS", "SLIDE_ONLY",
+           "SLIDE_ONLY_SET", "Dims", "ModelSpec", "chosen", "expand", "having", "label", "spec"]

@@ -112,6 +112,9 @@ NAMES = tuple(REGISTRY)
 SLIDE_ONLY_SET = tuple(n for n, s in REGISTRY.items() if s.group == SLIDE_ONLY)
 # what train.models may name besides the models: the slide-only set, or every model
 SETS = {"slide-only": SLIDE_ONLY_SET, "all": NAMES}
+# what the bundled demo trains when train.models is empty: the comparison G-HANet's claim needs
+# (the model, its ablation, the standard baseline) in the minutes of a quick start
+DEMO_SET = ("ghanet", "ghanet_norecon", "abmil")
 
 
 def spec(name: str) -> ModelSpec:
@@ -129,6 +132,12 @@ def expand(names: list[str]) -> list[str]:
     for n in names:
         out.update(dict.fromkeys(SETS.get(n, (n,))))
     return list(out)
+
+
+def chosen(names: list[str] | None, demo: bool) -> list[str]:
+    """The models a run trains: train.models expanded, or when it is empty the slide-only set (the
+    demo's three for the bundled demo cohort)."""
+    return expand(names or (DEMO_SET if demo else ["slide-only"]))
 
 
 def having(flag: str) -> list[str]:

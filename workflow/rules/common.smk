@@ -9,13 +9,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from ghanet_pipeline.demo_plan import SLIDES_PER_JOB as DEMO_SLIDES_PER_JOB
 from ghanet_pipeline.demo_plan import plan as demo_plan
 from ghanet_pipeline.demo_plan import plan_new as demo_plan_new
 from ghanet_pipeline.demo_plan import plan_validation as demo_plan_validation
 from ghanet_pipeline.failures import failure_summary, job_warnings, read_failures
 from ghanet_pipeline.layouts import find_feature_file
 from ghanet_pipeline.models.registry import REGISTRY
-from ghanet_pipeline.models.registry import expand as expand_models
+from ghanet_pipeline.models.registry import chosen as chosen_models
 from ghanet_pipeline.sheet import read_slides, slides_from_clinical, table_header
 from ghanet_pipeline.stamps import stamp_path
 
@@ -31,7 +32,8 @@ COHORT_FEATURES_DIR = FEATURES_IN or FEATURES_DIR  # where the training cohort's
 COHORT_DIR = f"{RESULTS}/cohort"
 MODELS_DIR = f"{RESULTS}/models"
 EVAL_DIR = f"{RESULTS}/evaluate"
-MODELS = expand_models(config["train"]["models"])  # set names (slide-only, all) -> registry names
+# set names (slide-only, all) -> registry names; empty: slide-only, or the demo's three for the demo
+MODELS = chosen_models(config["train"]["models"], demo=USE_DEMO)
 FOLDS = list(range(config["splits"]["folds"]))
 SHEET = f"{DEMO_DIR}/slides.csv" if USE_DEMO else config["cohort"]["slide_sheet"]  # none: features without slides
 CLINICAL = f"{DEMO_DIR}/clinical.csv" if USE_DEMO else config["cohort"]["clinical"]
@@ -53,7 +55,7 @@ HAS_GENOMICS = HAS_OUTCOMES and bool(SIGNATURES) and _has_omics(CLINICAL)
 if HAS_OUTCOMES and not HAS_GENOMICS:
     # a set (slide-only, all) takes what this cohort can train; a model named by itself must train
     needs = [m for m in MODELS if REGISTRY[m].needs_omics]
-    named = [m for m in config["train"]["models"] if m in needs]
+    named = [m for m in config["train"]["models"] or [] if m in needs]
     why = "no cohort.signatures" if not SIGNATURES else f"no omic columns in {CLINICAL}"
     if named:
         raise ValueError(f"train.models lists {', '.join(named)}, which need omics, and this cohort has none "
@@ -311,7 +313,7 @@ def tile_section(wildcards, input):
 # cluster queues as 300 submissions. Each slide keeps its own outputs, log and stamp, at the paths
 # of the per-slide rules; the chunk's own output is a table of its slides. Chunks follow the sheets'
 # order (training slides, then slides to score), so slides added at the end rerun only the last.
-SLIDES_PER_JOB = config["slides_per_job"]
+SLIDES_PER_JOB = config["slides_per_job"] or (DEMO_SLIDES_PER_JOB if USE_DEMO else 1)
 CHUNKED = SLIDES_PER_JOB > 1
 
 
