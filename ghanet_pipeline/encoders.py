@@ -9,6 +9,7 @@ file fails at once instead of hanging on a download). Random weights only when t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -477,7 +478,10 @@ def _read_state(path: Path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # memory-mapped: the tensors are read as the model is assigned them, not copied first
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a file of the legacy (pre-zip) format cannot be mapped
+        state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     return state
@@ -511,11 +515,25 @@ def _load_checkpoint(spec: EncoderSpec, path: Path) -> nn.Module:
         )
     state = _read_state(path)
     if spec.name == "resnet50_trunc":
-        full = _resnet50_full()
-        _strict_load(spec, full, state, path)
-        return TruncatedResNet50(full)
-    model = spec.build()
-    target = checkpoint_module(model)
+        return TruncatedResNet50(_filled(spec, _resnet50_full, state, path))
+    return _filled(spec, spec.build, state, path)
+
+
+def _filled(spec: EncoderSpec, build: Callable[[], nn.Module], state: dict, path: Path) -> nn.Module:
+    """`build()`'s network with the checkpoint's tensors. Built on the meta device and the tensors
+    assigned, so a billion-parameter model skips a random initialisation that the checkpoint
+    overwrites anyway (14 s for H-optimus-0 on a CPU); built for real where the network holds a
+    tensor the checkpoint does not give (a buffer made at initialisation, a head left out)."""
+    model = _loaded(spec, build, state, path, on_meta=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model = _loaded(spec, build, state, path, on_meta=False)
+    return model
+
+
+def _loaded(spec: EncoderSpec, build: Callable[[], nn.Module], state: dict, path: Path, on_meta: bool) -> nn.Module:
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
+        model = build()
+    target = model if spec.name == "resnet50_trunc" else checkpoint_module(model)
     state = {map_key(spec, k): v for k, v in state.items()}
     if spec.name == "efficientnet_lite0" and not set(state) & set(target.state_dict()):
         try:
@@ -523,11 +541,11 @@ def _load_checkpoint(spec: EncoderSpec, path: Path) -> nn.Module:
         except ValueError as exc:
             raise GhanetError(f"encoder {spec.name}: {path} is for another architecture ({exc}); set "
                               f"extract.weights to {spec.weights_source}") from None
-    _strict_load(spec, target, state, path)
+    _strict_load(spec, target, state, path, assign=on_meta)
     return model
 
 
-def _strict_load(spec: EncoderSpec, model: nn.Module, state: dict, path: Path) -> None:
+def _strict_load(spec: EncoderSpec, model: nn.Module, state: dict, path: Path, assign: bool = False) -> None:
     # a headless checkpoint (num_classes=0) is fine for a feature extractor
     expected = model.state_dict()
     state = {k: v for k, v in state.items() if k in expected or not k.startswith(("fc.", "head.", "classifier."))}
@@ -542,7 +560,10 @@ def _strict_load(spec: EncoderSpec, model: nn.Module, state: dict, path: Path) -
             f"encoder {spec.name}: {path} is for another architecture ({detail}); set extract.weights to "
             f"{spec.weights_source}"
         )
-    model.load_state_dict(state, strict=False)
+    if assign:  # the model's own dtypes, as copying into its tensors would give
+        state = {k: v.to(expected[k].dtype) if k in expected and v.is_floating_point() else v
+                 for k, v in state.items()}
+    model.load_state_dict(state, strict=False, assign=assign)
 
 
 def weights_hash(model: nn.Module) -> str:

@@ -130,6 +130,23 @@ def _write_cache(root, repo: str, files: dict) -> str:
     return str(snap)
 
 
+def _random_weights(spec, seed: int):
+    """The entry's network with random weights drawn cheaply: built on the meta device, then every
+    matrix uniform with the spread of timm's init (sd 0.02), norms' scales 1 and biases 0; the
+    network's own initialisation takes 14 s for a billion parameters on a CPU, this about 3."""
+    with torch.device("meta"):
+        model = spec.build()
+    model = model.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in (*model.named_parameters(), *model.named_buffers()):
+            if t.dim() >= 2:
+                t.uniform_(-0.02 * 3 ** 0.5, 0.02 * 3 ** 0.5, generator=g)
+            elif t.is_floating_point():
+                t.fill_(1.0 if name.endswith(("weight", "gamma")) else 0.0)
+    return model
+
+
 def _save_weights(model, spec, path):
     target = model.net.model if isinstance(model.net, encoders._HFTokens) else model.net
     state = {k: v.contiguous() for k, v in target.state_dict().items()}
@@ -152,8 +169,7 @@ def test_weights_are_found_in_the_local_cache_and_loaded(name, tmp_path, monkeyp
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(GhanetError, match=re.escape(f"huggingface-cli download {spec.hf_repo}")):
         encoders.load(name, None)
-    torch.manual_seed(11)
-    saved = spec.build().eval()
+    saved = _random_weights(spec, 11).eval()
     x = torch.rand(2, 3, spec.input_size, spec.input_size)
     with torch.no_grad():
         want = saved(x)
@@ -178,6 +194,28 @@ def test_weights_are_found_in_the_local_cache_and_loaded(name, tmp_path, monkeyp
             assert not torch.allclose(fresh(x), want, atol=1e-3) and fresh_digest != digest
 
 
+def test_a_checkpoint_loads_the_same_whichever_way_it_is_built(tmp_path):
+    """Weights are assigned to a network built on the meta device (no random initialisation); one
+    whose checkpoint lacks a tensor (here the classifier head, which a feature extractor may drop)
+    is built for real instead, and a legacy (non-zip) torch file, which cannot be memory-mapped,
+    is read whole: every way gives the network the checkpoint's weights."""
+    torch.manual_seed(5)
+    full = encoders._resnet50_full().eval()
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        want = encoders.TruncatedResNet50(full)(x)
+    state = full.state_dict()
+    files = {"zip": state, "headless": {k: v for k, v in state.items() if not k.startswith("fc.")}}
+    for name, part in files.items():
+        torch.save(part, tmp_path / f"{name}.pth")
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    for name in (*files, "legacy"):
+        _, model, _ = encoders.load("resnet50_trunc", str(tmp_path / f"{name}.pth"))
+        assert not any(t.is_meta for t in model.state_dict().values()), name
+        with torch.no_grad():
+            assert torch.equal(model(x), want), name
+
+
 @pytest.mark.slow
 def test_uni2h_from_the_cache_with_nothing_but_its_name(tiled, tmp_path, monkeypatch):
     """The user's case: UNI2-h in the Hugging Face cache, `extract.encoder: uni2-h` and nothing else."""
@@ -186,8 +224,8 @@ def test_uni2h_from_the_cache_with_nothing_but_its_name(tiled, tmp_path, monkeyp
     few = tmp_path / "few.h5"
     formats.write_coords(few, coords[:2], attrs)  # two tiles: a ViT-H on the CPU is slow
     spec = encoders.REGISTRY["uni2-h"]
-    torch.manual_seed(3)
-    _write_cache(tmp_path / "hub", spec.hf_repo, {"pytorch_model.bin": lambda p: _save_weights(spec.build(), spec, p)})
+    _write_cache(tmp_path / "hub", spec.hf_repo,
+                 {"pytorch_model.bin": lambda p: _save_weights(_random_weights(spec, 3), spec, p)})
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     params = validate_config({"extract": {"encoder": "uni2-h"}})["extract"]
     res = extract.run(slide, sid, params, coords_h5=few, features_h5=tmp_path / "f.h5", device="cpu")
