@@ -148,7 +148,7 @@ def snakemake(workdir, *args, configfile=None, timeout=900, cores="2", env=None,
 # 6 patients (7 slides, one patient with two) in 2 folds with 2 time bins and short training, and one
 # new patient to score: the smallest demo every stage can fit (the SLURM test runs it again, job by
 # job through sbatch)
-TINY_DEMO = {"slides_per_job": 1,  # a job per slide, as a cohort of your own (the demo's default is 10 a job)
+TINY_DEMO = {"slides_per_job": 1,  # a job per slide, as a cohort of your own (the demo's default is 16 a job)
              "demo": {"patients": 6, "seed": 6, "width_px": 1536, "height_px": 1024, "new_patients": 1,
                       "validation_patients": 3},  # a held-out cohort of 3 (2 events): tests/test_validate.py
              "splits": {"folds": 2}, "labels": {"n_bins": 2},
