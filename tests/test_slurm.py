@@ -1,6 +1,6 @@
-"""The tiny demo through a real single-node SLURM cluster with the shipped profile: every job goes
-through sbatch, and the results equal a local run's bit for bit (the determinism check: two full
-demo runs with one seed)."""
+"""The tiny demo through a real single-node SLURM cluster with the shipped profile (and its line for
+large cohorts, several slides per job): every job goes through sbatch, and the results equal a
+local run's, a job per slide, bit for bit (the determinism check: two full demo runs with one seed)."""
 
 import json
 import re
@@ -48,6 +48,10 @@ def _test_profile(tmp_path):
     prof["set-resources"]["train"]["slurm_partition"] = "cpu"  # a group job takes one partition
     prof.update({"cores": 2, "slurm-init-seconds-before-status-checks": 1, "slurm-logdir": str(tmp_path / "slurm_logs"),
                  "latency-wait": 5, "retries": 0, "keep-going": False})
+    # the profile's own line for large cohorts (`config: ["slides_per_job=100"]`): the slide stages as one
+    # job per chunk. A stage is then one submission of seconds, where a group of per-slide jobs ran a
+    # minute, and the plugin's status checks back off by 10 s after each check that finds nothing done
+    prof["config"] = ["slides_per_job=100"]
     d = tmp_path / "profile"
     d.mkdir()
     (d / "config.yaml").write_text(yaml.safe_dump(prof))
