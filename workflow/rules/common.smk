@@ -503,8 +503,10 @@ def write_failures():
 
 
 # The report's Failures section (workflow/report/workflow.rst) renders the last run's failure
-# summary; the report's template sees only the config, and this key is set after validation.
+# summary, and its opening the models this run trains (train.models may be empty: the default set);
+# the report's template sees only the config, and these keys are set after validation.
 config["_failures"] = read_failures(FAILURES_CSV)
+config["_models"] = MODELS
 
 
 def all_targets():
