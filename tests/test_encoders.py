@@ -137,11 +137,11 @@ def _random_weights(spec, seed: int):
     with torch.device("meta"):
         model = spec.build()
     model = model.to_empty(device="cpu")
-    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for name, t in (*model.named_parameters(), *model.named_buffers()):
             if t.dim() >= 2:
-                t.uniform_(-0.02 * 3 ** 0.5, 0.02 * 3 ** 0.5, generator=g)
+                t.uniform_(-0.02 * 3 ** 0.5, 0.02 * 3 ** 0.5)
             elif t.is_floating_point():
                 t.fill_(1.0 if name.endswith(("weight", "gamma")) else 0.0)
     return model

@@ -164,7 +164,10 @@ def test_a_cohort_trains_on_the_slides_that_succeed(tmp_path):
     # a new patient whose slide is missing: its row carries the slide's first failure and its stage
     pd.DataFrame({"slide_id": ["NEW-OK-S1", "NEW-GONE-S1"], "case_id": ["NEW-OK", "NEW-GONE"],
                   "path": [str(CMU_SLIDE), str(tmp_path / "new_gone.svs")]}).to_csv(tmp_path / "new.csv", index=False)
+    # the slide stages as chunks: 17 copies of one small slide, whose jobs would be mostly start-up
+    # (a job per slide fails and skips bad slides in test_keep_going_past_a_bad_slide and test_config_keys)
     cfg = _config(tmp_path, {
+        "slides_per_job": 20,
         "cohort": {"slide_sheet": "slides.csv", "clinical": "clinical.csv", "signatures": "signatures.csv",
                    "on_slide_error": "skip", "max_lost_fraction": 0.2},
         "splits": {"folds": 2}, "labels": {"n_bins": 2},
