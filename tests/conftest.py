@@ -165,6 +165,14 @@ def write_config(path, cfg) -> Path:
     return path
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist, the tests that read the tiny demo run share one worker, which makes the
+    run once (each worker would make its own); the other tests spread over the workers."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The tiny demo run once, end to end, locally, with the network cut where the machine allows
