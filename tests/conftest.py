@@ -165,23 +165,27 @@ def write_config(path, cfg) -> Path:
     return path
 
 
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist, the tests that read the tiny demo run share one worker, which makes the
-    run once (each worker would make its own); the other tests spread over the workers."""
-    for item in items:
-        if "tiny_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
-
-
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The tiny demo run once, end to end, locally, with the network cut where the machine allows
-    (no step may reach for a hub or a download); tests only read it (or dry-run against it)."""
-    work = tmp_path_factory.mktemp("tiny_run")
-    prefix = network_cut_prefix()
-    proc = snakemake(work, configfile=write_config(work / "config.yaml", TINY_DEMO), prefix=prefix)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (work / "network.txt").write_text("cut" if prefix else "available")
+    (no step may reach for a hub or a download); tests only read it (or dry-run against it). Once
+    per test session: under pytest-xdist the first worker that needs it makes it in the session's
+    shared folder while the others wait on a lock, then every worker reads the same run."""
+    import fcntl
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    work = shared / "tiny_run"
+    with open(shared / "tiny_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (work / "network.txt").is_file():  # not made yet, or a worker's attempt failed
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            prefix = network_cut_prefix()
+            proc = snakemake(work, configfile=write_config(work / "config.yaml", TINY_DEMO), prefix=prefix)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            (work / "network.txt").write_text("cut" if prefix else "available")
     return work
 
 
